@@ -1,0 +1,301 @@
+"""Every message that crosses a process boundary: workflow input, signals, updates, queries, activity I/O and
+REST bodies. Adding a field with a default never breaks a running workflow: the pydantic data converter fills
+it in when an older payload is decoded.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Label = Annotated[str, StringConstraints(max_length=1024)]
+Actor = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
+
+
+class AlertSource(StrEnum):
+    ALERTMANAGER = "alertmanager"
+    GRAFANA = "grafana"
+    VIGIL = "vigil"
+
+
+class AlertStatus(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    WARNING = "warning"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        return list(Severity).index(self)
+
+
+class IncidentStatus(StrEnum):
+    OPEN = "open"
+    TRIAGING = "triaging"
+    AWAITING_APPROVAL = "awaiting_approval"
+    REMEDIATING = "remediating"
+    MONITORING = "monitoring"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+class Alert(BaseModel):
+    """One alert, normalised from whatever format it arrived in."""
+
+    source: AlertSource
+    fingerprint: str
+    group_key: str
+    status: AlertStatus
+    labels: dict[str, Label]
+    annotations: dict[str, Label] = Field(default_factory=dict)
+    starts_at: datetime
+    ends_at: datetime | None = None
+    generator_url: str | None = None
+    severity: Severity = Severity.WARNING
+    service: str | None = None
+    summary: str
+    received_at: datetime
+
+
+class AlertBatch(BaseModel):
+    """Signal payload: the alerts of one group from one delivery."""
+
+    delivery_id: str
+    alerts: list[Alert]
+
+
+class IncidentPolicy(BaseModel):
+    """Timings of one incident, fixed when its workflow starts."""
+
+    debounce_seconds: float = 30.0
+    quiet_period_seconds: float = 300.0
+    escalation_seconds: float = 900.0
+    close_after_seconds: float = 600.0
+    max_history_events: int = Field(
+        default=10_000, description="continue_as_new once the history grows past this many events."
+    )
+
+
+class AlertRecord(BaseModel):
+    """What an incident knows of one alert fingerprint."""
+
+    fingerprint: str
+    status: AlertStatus
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    severity: Severity
+    summary: str
+    count: int = 1
+    first_seen: datetime
+    last_seen: datetime
+    starts_at: datetime
+    ends_at: datetime | None = None
+    source: AlertSource
+
+
+class TimelineKind(StrEnum):
+    OPENED = "opened"
+    ALERT_NEW = "alert_new"
+    ALERT_RESOLVED = "alert_resolved"
+    ALERT_REFIRED = "alert_refired"
+    STATUS = "status"
+    REMEDIATION_PROPOSED = "remediation_proposed"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    ESCALATED = "escalated"
+    RESOLVED = "resolved"
+    REOPENED = "reopened"
+    CLOSED = "closed"
+    STAGE_PENDING = "stage_pending"
+
+
+class TimelineEvent(BaseModel):
+    seq: int
+    at: datetime
+    kind: TimelineKind
+    message: str
+    actor: str = "vigil"
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class RemediationProposal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    params: dict[str, Annotated[str, StringConstraints(max_length=2000)]] = Field(default_factory=dict)
+    proposed_by: Actor
+    reason: Reason = ""
+
+
+class Decision(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+class ApprovalRequest(BaseModel):
+    """Update argument for `approval`, and the REST body of POST /incidents/{id}/approval."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Decision
+    by: Actor
+    reason: Reason = ""
+
+
+class ResolveRequest(BaseModel):
+    """Update argument for `resolve`, and the REST body of POST /incidents/{id}/resolve."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    by: Actor
+    reason: Reason = ""
+
+
+class PendingApproval(BaseModel):
+    proposal: RemediationProposal
+    requested_at: datetime
+    escalation_level: int = 0
+
+
+class ApprovalOutcome(BaseModel):
+    """Update result of `approval`."""
+
+    decision: Decision
+    by: str
+    reason: str
+    action: str
+    status: IncidentStatus
+    decided_at: datetime
+
+
+class IncidentState(BaseModel):
+    """The whole live state of one incident: the query result, and what continue_as_new carries."""
+
+    incident_id: str
+    group_key: str
+    group_labels: dict[str, str]
+    title: str
+    service: str | None = None
+    severity: Severity = Severity.WARNING
+    category: str | None = None
+    status: IncidentStatus = IncidentStatus.OPEN
+    opened_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None = None
+    closed_at: datetime | None = None
+    alerts: dict[str, AlertRecord] = Field(default_factory=dict)
+    timeline: list[TimelineEvent] = Field(default_factory=list)
+    pending_approval: PendingApproval | None = None
+    decisions: list[ApprovalOutcome] = Field(default_factory=list)
+    seen_deliveries: list[str] = Field(
+        default_factory=list, description="Recent delivery ids, so a re-sent signal is not counted twice."
+    )
+    next_seq: int = 1
+    generation: str = Field(
+        default="", description="first_execution_run_id of this incident: keeps event ids unique if reopened."
+    )
+
+    @property
+    def alert_receipts(self) -> int:
+        return sum(record.count for record in self.alerts.values())
+
+    @property
+    def firing_count(self) -> int:
+        return sum(1 for record in self.alerts.values() if record.status is AlertStatus.FIRING)
+
+
+class IncidentInput(BaseModel):
+    incident_id: str
+    group_key: str
+    group_labels: dict[str, str]
+    policy: IncidentPolicy = Field(default_factory=IncidentPolicy)
+    carried: IncidentState | None = None
+
+
+class IncidentRow(BaseModel):
+    """The durable record of an incident, as the store keeps it."""
+
+    incident_id: str
+    group_key: str
+    title: str
+    service: str | None
+    severity: Severity
+    category: str | None
+    status: IncidentStatus
+    opened_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    alert_count: int
+    fingerprint_count: int
+
+
+class PersistIncidentInput(BaseModel):
+    """Store activity input: the incident row plus what changed since the last write."""
+
+    incident: IncidentRow
+    alerts: list[AlertRecord] = Field(default_factory=list)
+    events: list[TimelineEvent] = Field(default_factory=list)
+    generation: str
+
+
+class PersistIncidentResult(BaseModel):
+    alerts_written: int
+    events_written: int
+
+
+class WorkerInfo(BaseModel):
+    """Result of each worker's `worker_info` activity: used by health checks."""
+
+    task_queue: str
+    pid: int
+    version: str
+    started_at: datetime
+    capabilities: dict[str, str] = Field(default_factory=dict)
+
+
+class IncidentRef(BaseModel):
+    incident_id: str
+    group_key: str
+    alerts: int
+
+
+class IngestResponse(BaseModel):
+    """202 body of every alert webhook."""
+
+    accepted: int
+    incidents: list[IncidentRef]
+
+
+class IncidentSummary(BaseModel):
+    """One row of GET /api/v1/incidents, read from Temporal visibility (no worker needed)."""
+
+    incident_id: str
+    run_id: str | None
+    title: str | None
+    group_key: str | None
+    status: IncidentStatus | None
+    severity: Severity | None
+    service: str | None
+    category: str | None
+    started_at: datetime | None
+    closed_at: datetime | None
+
+
+class IncidentDetail(BaseModel):
+    """GET /api/v1/incidents/{id}: live state when a worker answers, else the durable record."""
+
+    incident_id: str
+    live: bool
+    state: IncidentState | None
+    record: IncidentRow | None
+    timeline: list[TimelineEvent]

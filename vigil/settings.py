@@ -1,0 +1,99 @@
+"""One pydantic-settings `Settings` for every Vigil process.
+
+Most variables carry the `VIGIL_` prefix; the few that name an external dependency keep the names operators
+already use (`DATABASE_URL`, `TEMPORAL_ADDRESS`). Secrets are `SecretStr`: they never appear in logs or reprs.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+INCIDENTS_TASK_QUEUE = "vigil-incidents"
+ML_TASK_QUEUE = "vigil-ml"
+INTEGRATIONS_TASK_QUEUE = "vigil-integrations"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VIGIL_", env_file=".env", extra="ignore")
+
+    state_dir: Path = Field(default=Path(".vigil"), description="Where embedded services keep their data.")
+
+    temporal_address: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TEMPORAL_ADDRESS", "VIGIL_TEMPORAL_ADDRESS"),
+        description="host:port of a Temporal frontend; unset: `vigil up` runs the embedded dev server.",
+    )
+    temporal_namespace: str = "default"
+    temporal_port: int = Field(default=7233, description="gRPC port of the embedded Temporal dev server.")
+    temporal_ui_port: int = Field(default=8233, description="Web UI port of the embedded Temporal dev server.")
+
+    database_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "VIGIL_DATABASE_URL"),
+        description="PostgreSQL URL; unset: an embedded pgserver under the state dir.",
+    )
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    console_port: int = 8080
+    api_token: SecretStr | None = Field(
+        default=None, description="Bearer token required on alert webhooks and the REST API when set."
+    )
+    max_payload_bytes: int = Field(default=1_048_576, gt=0, description="Largest accepted request body.")
+    group_by: Annotated[list[str], NoDecode] = Field(
+        default=["alertname", "service|job", "namespace"],
+        description="Labels that make an alert group; `a|b` takes the first label present.",
+    )
+
+    debounce_seconds: float = Field(default=30.0, ge=0, description="Alert-storm collection before triage.")
+    quiet_period_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="How long all alerts must stay resolved before the incident resolves.",
+    )
+    escalation_seconds: float = Field(default=900.0, gt=0, description="Escalate an unanswered approval.")
+    close_after_seconds: float = Field(
+        default=600.0, ge=0, description="A resolved incident re-opens on a new firing alert until then."
+    )
+
+    incidents_worker_metrics_port: int = 9101
+    ml_worker_metrics_port: int = 9102
+    integrations_worker_metrics_port: int = 9103
+
+    log_level: str = "INFO"
+
+    @field_validator("group_by", mode="before")
+    @classmethod
+    def _split_group_by(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("group_by")
+    @classmethod
+    def _non_empty_group_by(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("group_by needs at least one label")
+        return value
+
+    @property
+    def temporal_target(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    @property
+    def temporal_is_embedded(self) -> bool:
+        return self.temporal_address is None
+
+    @property
+    def database_is_embedded(self) -> bool:
+        return self.database_url is None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
