@@ -1,0 +1,1 @@
+"""PostgreSQL: the durable record of incidents, alerts and timeline events."""

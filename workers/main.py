@@ -1,0 +1,73 @@
+"""Worker processes: `vigil worker incidents|ml|integrations`.
+
+Each process serves one task queue and exposes the Temporal SDK's Prometheus metrics on its own port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.worker import Worker
+
+from activities.store import StoreActivities
+from activities.worker_info import worker_info
+from vigil.settings import INCIDENTS_TASK_QUEUE, INTEGRATIONS_TASK_QUEUE, ML_TASK_QUEUE, Settings
+from vigil.store.database import Store, database_url
+from workflows.incident import IncidentWorkflow
+from workflows.probe import StackProbeWorkflow
+
+log = logging.getLogger("vigil.worker")
+
+TASK_QUEUES = {"incidents": INCIDENTS_TASK_QUEUE, "ml": ML_TASK_QUEUE, "integrations": INTEGRATIONS_TASK_QUEUE}
+
+
+def metrics_port(role: str, settings: Settings) -> int:
+    ports = {
+        "incidents": settings.incidents_worker_metrics_port,
+        "ml": settings.ml_worker_metrics_port,
+        "integrations": settings.integrations_worker_metrics_port,
+    }
+    return ports[role]
+
+
+async def build_worker(role: str, client: Client, stack: AsyncExitStack, settings: Settings) -> Worker:
+    """The worker of one role, its resources registered on `stack`. Tests build workers with this too."""
+    workflows: Sequence[type] = []
+    activities: list[Callable[..., Any]] = [worker_info]
+    if role == "incidents":
+        store = await Store.open(database_url(settings))
+        stack.push_async_callback(store.close)
+        workflows = [IncidentWorkflow, StackProbeWorkflow]
+        activities.append(StoreActivities(store).persist_incident)
+    return Worker(client, task_queue=TASK_QUEUES[role], workflows=workflows, activities=activities)
+
+
+async def run_worker(role: str, settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runtime = Runtime(
+        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{metrics_port(role, settings)}"))
+    )
+    client = await Client.connect(
+        settings.temporal_target,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+        runtime=runtime,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with AsyncExitStack() as stack:
+        worker = await build_worker(role, client, stack, settings)
+        async with worker:
+            log.info("worker %s polling %s", role, TASK_QUEUES[role])
+            await stop.wait()
+            log.info("worker %s stopping", role)
