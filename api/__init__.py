@@ -1,0 +1,1 @@
+"""The REST API: alert webhooks, incidents, health and metrics."""

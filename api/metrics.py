@@ -1,0 +1,30 @@
+"""Prometheus metrics of the API process, registered once per process."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+WEBHOOK_REQUESTS = Counter(
+    "vigil_webhook_requests_total", "Alert webhook requests by source and outcome.", ["source", "outcome"]
+)
+ALERTS_RECEIVED = Counter("vigil_alerts_received_total", "Alerts accepted, by source and status.", ["source", "status"])
+WEBHOOK_REJECTED = Counter(
+    "vigil_webhook_rejected_total", "Rejected alert webhook requests, by source and reason.", ["source", "reason"]
+)
+WEBHOOK_LATENCY = Histogram(
+    "vigil_webhook_duration_seconds",
+    "Alert webhook latency, from request to durable hand-off to Temporal.",
+    ["source"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+SIGNALS_SENT = Counter(
+    "vigil_incident_signals_total", "Alert batches signalled into incident workflows (after group commit)."
+)
+API_ERRORS = Counter(
+    "vigil_api_errors_total",
+    "REST API requests answered with an error, by route and status.",
+    [
+        "route",
+        "status",
+    ],
+)
