@@ -1,0 +1,1 @@
+"""Vigil's NiceGUI incident console (`vigil console`)."""

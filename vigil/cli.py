@@ -1,0 +1,101 @@
+"""The `vigil` command."""
+
+from __future__ import annotations
+
+import asyncio
+from enum import StrEnum
+
+import typer
+
+from vigil.settings import get_settings
+
+app = typer.Typer(no_args_is_help=True, help="Vigil: durable, AI-assisted incident response.")
+
+
+class WorkerRole(StrEnum):
+    INCIDENTS = "incidents"
+    ML = "ml"
+    INTEGRATIONS = "integrations"
+
+
+@app.command()
+def up() -> None:
+    """Start the whole stack on embedded defaults and print where to look. Ctrl-C stops it all."""
+    from vigil.stack.up import run_stack
+
+    raise typer.Exit(run_stack(get_settings()))
+
+
+@app.command()
+def worker(role: WorkerRole) -> None:
+    """Run one worker process (task queue vigil-<role>)."""
+    from workers.main import run_worker
+
+    asyncio.run(run_worker(role.value, get_settings()))
+
+
+@app.command()
+def api() -> None:
+    """Run the REST API (alert webhooks, incidents, metrics, health)."""
+    from api.server import serve
+
+    serve(get_settings())
+
+
+@app.command()
+def console() -> None:
+    """Run the NiceGUI incident console."""
+    from ui.console import serve
+
+    serve(get_settings())
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database schema migrations (idempotent)."""
+    from vigil.store.database import database_url, migrate_database
+
+    settings = get_settings()
+    applied = asyncio.run(migrate_database(database_url(settings)))
+    typer.echo(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
+
+
+@app.command()
+def status() -> None:
+    """Check that Temporal and every worker answer."""
+    from vigil.health import probe_stack
+
+    raise typer.Exit(asyncio.run(probe_stack(get_settings())))
+
+
+bench = typer.Typer(no_args_is_help=True, help="Benchmarks against a running stack.")
+app.add_typer(bench, name="bench")
+
+
+@bench.command("ingest")
+def bench_ingest(
+    n: int = typer.Option(5000, help="Alerts to send."),
+    concurrency: int = typer.Option(32, help="Requests in flight."),
+    batch: int = typer.Option(1, help="Alerts per webhook request."),
+    fingerprints: int = typer.Option(50, help="Distinct alert fingerprints."),
+    groups: int = typer.Option(10, help="Distinct alert groups (incidents)."),
+    repeats: int = typer.Option(3, help="Runs; figures are medians."),
+    url: str = typer.Option("", help="API base URL (default: from settings)."),
+) -> None:
+    """Send N Alertmanager alerts over HTTP; report alerts/s, p50/p99, time to workflow, alerts lost."""
+    from benchmarks.ingest import run_cli
+
+    settings = get_settings()
+    base = url or f"http://{settings.api_host}:{settings.api_port}"
+    raise typer.Exit(
+        run_cli(
+            base_url=base,
+            token=settings.api_token,
+            n=n,
+            concurrency=concurrency,
+            batch=batch,
+            fingerprints=fingerprints,
+            groups=groups,
+            repeats=repeats,
+        )
+    )
