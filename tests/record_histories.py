@@ -1,0 +1,83 @@
+"""Record workflow histories for the replay test: `python -m tests.record_histories`.
+
+Runs real incidents (proposal, escalation, approval, resolution, close) on a private dev server and
+embedded PostgreSQL, and writes their histories to tests/histories/. Record new ones when the workflow changes
+on purpose; keep the old ones, which stand for incidents still running on the previous version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import SecretStr
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from api.intake import GroupSignaller
+from tests.support import VENV_BIN, am_alert, am_webhook
+from vigil.alerts import parse_alertmanager
+from vigil.models import Alert, ApprovalRequest, Decision, RemediationProposal
+from vigil.settings import Settings
+from vigil.stack.postgres import start_embedded_postgres
+from vigil.store.database import migrate_database
+from vigil.temporal import SEARCH_ATTRIBUTES
+from workers.main import build_worker
+from workflows.incident import IncidentWorkflow
+
+OUT = Path(__file__).parent / "histories"
+
+
+async def record() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        pg = start_embedded_postgres(Path(tmp))
+        await migrate_database(pg.url)
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(VENV_BIN / "temporal"),
+            search_attributes=SEARCH_ATTRIBUTES,
+            data_converter=pydantic_data_converter,
+        )
+        settings = Settings(
+            database_url=SecretStr(pg.url),
+            debounce_seconds=0.2,
+            quiet_period_seconds=0.3,
+            escalation_seconds=0.5,
+            close_after_seconds=0.3,
+        )
+        try:
+            async with AsyncExitStack() as stack:
+                worker = await build_worker("incidents", env.client, stack, settings)
+                await stack.enter_async_context(worker)
+
+                def alerts(status: str, *instances: str) -> list[Alert]:
+                    body = am_webhook(
+                        [am_alert("RecordedLifecycle", service="shop", instance=i, status=status) for i in instances]
+                    )
+                    return parse_alertmanager(body, group_by=settings.group_by, received_at=datetime.now(UTC))
+
+                signaller = GroupSignaller(env.client, settings)
+                (ref,) = await signaller.deliver(alerts("firing", "i1", "i2"))
+                handle = env.client.get_workflow_handle_for(IncidentWorkflow.run, ref.incident_id)
+                await asyncio.sleep(0.5)  # past the debounce
+                await handle.execute_update(
+                    "propose_remediation", RemediationProposal(action="restart", proposed_by="bob")
+                )
+                await asyncio.sleep(1.2)  # lets the escalation timer fire twice
+                await handle.execute_update("approval", ApprovalRequest(decision=Decision.APPROVE, by="ana"))
+                await signaller.deliver(alerts("resolved", "i1", "i2"))
+                state = await handle.result()
+                assert state.status.value == "closed", state.status
+                history = await handle.fetch_history()
+                (OUT / "incident_lifecycle.json").write_text(json.dumps(json.loads(history.to_json()), indent=1))
+                print(f"recorded {ref.incident_id}: {len(history.events)} events")
+        finally:
+            await env.shutdown()
+            pg.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(record())

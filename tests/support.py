@@ -1,0 +1,80 @@
+"""Helpers shared by tests: waiting on conditions, alert payloads, free ports."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+VENV_BIN = Path(__file__).resolve().parent.parent / ".venv" / "bin"
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], until: Callable[[T], bool], *, timeout: float = 30.0, every: float = 0.1
+) -> T:
+    """Poll `probe` until `until(result)` holds; fail with the last result after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await probe()
+        if until(result):
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s; last value: {result!r}")
+        await asyncio.sleep(every)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def am_alert(
+    alertname: str,
+    *,
+    service: str,
+    instance: str,
+    status: str = "firing",
+    severity: str = "critical",
+    namespace: str = "prod",
+) -> dict[str, Any]:
+    """One alert as Alertmanager's webhook (version 4) sends it."""
+    now = datetime.now(UTC).isoformat()
+    return {
+        "status": status,
+        "labels": {
+            "alertname": alertname,
+            "service": service,
+            "namespace": namespace,
+            "instance": instance,
+            "severity": severity,
+        },
+        "annotations": {"summary": f"{alertname} on {service}/{instance}"},
+        "startsAt": now,
+        "endsAt": now if status == "resolved" else "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus.example/graph",
+        "fingerprint": "",
+    }
+
+
+def am_webhook(alerts: list[dict[str, Any]]) -> dict[str, Any]:
+    status = "firing" if any(alert["status"] == "firing" for alert in alerts) else "resolved"
+    return {
+        "version": "4",
+        "groupKey": "{}:{alertname}",
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "vigil",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.example",
+        "alerts": alerts,
+    }

@@ -1,0 +1,297 @@
+"""`vigil up` on the real binaries: process supervision, and the whole stack surviving a restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from tests.support import free_port
+from vigil.stack.processes import ManagedProcess, pid_alive
+from vigil.stack.temporal_server import ensure_search_attributes, temporal_binary
+from vigil.stack.up import mask_url
+from vigil.temporal import SEARCH_ATTRIBUTES
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+linux_only = pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux only")
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_managed_process_stops_its_child(tmp_path: Path) -> None:
+    process = ManagedProcess("sleeper", SLEEPER, tmp_path / "logs" / "sleeper.log")
+    process.start()
+    pid = process.pid
+    assert pid is not None
+    assert process.is_alive()
+    assert pid_alive(pid)
+
+    assert process.stop(grace=10) == -signal.SIGTERM
+    assert not process.is_alive()
+    assert not pid_alive(pid)
+    assert "stopped with exit code -15" in process.log_path.read_text()
+
+
+def test_managed_process_kills_a_child_that_ignores_sigterm(tmp_path: Path) -> None:
+    code = (
+        "import signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('SIGTERM', 'ignored', flush=True)\n"  # in two pieces: the log also holds the command line
+        "time.sleep(60)"
+    )
+    process = ManagedProcess("stubborn", [sys.executable, "-c", code], tmp_path / "stubborn.log")
+    process.start()
+    wait_until(lambda: "SIGTERM ignored" in process.log_path.read_text(), 30, "the child to ignore SIGTERM")
+
+    assert process.stop(grace=0.5) == -signal.SIGKILL
+    assert "sending SIGKILL" in process.log_path.read_text()
+
+
+@linux_only
+def test_child_dies_with_its_killed_parent(tmp_path: Path) -> None:
+    parent_code = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        from vigil.stack.processes import ManagedProcess
+        child = ManagedProcess("sleeper", {SLEEPER!r}, Path({str(tmp_path / "sleeper.log")!r}))
+        child.start()
+        print(child.pid, flush=True)
+        time.sleep(60)
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        child_pid = int(parent.stdout.readline())
+        assert pid_alive(child_pid)
+    finally:
+        parent.kill()
+        parent.wait()
+    wait_until(lambda: not pid_alive(child_pid), 10, f"child {child_pid} to die with its parent")
+
+
+class StackRun:
+    """`python -m vigil up` in a subprocess, its output collected line by line."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "vigil", "up"],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            process_group=0,  # its own foreground-like group: `interrupt` signals it as a terminal's Ctrl-C does
+        )
+        self.descendants: dict[int, psutil.Process] = {}
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_up(self, timeout: float, state_dir: Path) -> None:
+        deadline = time.monotonic() + timeout
+        while not any("Vigil is up" in line for line in self.lines):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"no 'Vigil is up' within {timeout:g}s (exit code {self.proc.returncode}):\n"
+                    f"{self.output}\n{_logs(state_dir)}"
+                )
+            time.sleep(0.1)
+
+    def collect_descendants(self, state_dir: Path) -> None:
+        """Remember every process it started (PostgreSQL runs detached, so it is found by its pid file)."""
+        found: list[psutil.Process] = psutil.Process(self.proc.pid).children(recursive=True)
+        postmaster = state_dir / "pgdata" / "postmaster.pid"
+        if postmaster.exists():
+            found.append(psutil.Process(int(postmaster.read_text().split()[0])))
+        self.descendants.update((p.pid, p) for p in found)
+
+    def interrupt(self, timeout: float) -> int:
+        """Ctrl-C in a terminal: SIGINT to the whole foreground process group."""
+        os.killpg(self.proc.pid, signal.SIGINT)
+        return self.proc.wait(timeout)
+
+    def survivors(self) -> list[str]:
+        alive: list[str] = []
+        for process in self.descendants.values():
+            try:
+                if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(f"{process.pid} {' '.join(process.cmdline())}")
+            except psutil.NoSuchProcess:
+                continue
+        return alive
+
+    def kill(self) -> None:
+        """Last resort after a failure: an orderly stop, else SIGKILL (the children follow by PDEATHSIG)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def stack_env(tmp_path: Path) -> dict[str, str]:
+    # As a person would run it: embedded dependencies, and not under pytest (NiceGUI changes its behaviour
+    # when it sees PYTEST_CURRENT_TEST).
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("VIGIL_") and key not in {"DATABASE_URL", "TEMPORAL_ADDRESS", "PYTEST_CURRENT_TEST"}
+    }
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["VIGIL_STATE_DIR"] = str(tmp_path / "state")
+    env["VIGIL_DEBOUNCE_SECONDS"] = "1"
+    for setting in (
+        "TEMPORAL_PORT",
+        "TEMPORAL_UI_PORT",
+        "API_PORT",
+        "CONSOLE_PORT",
+        "INCIDENTS_WORKER_METRICS_PORT",
+        "ML_WORKER_METRICS_PORT",
+        "INTEGRATIONS_WORKER_METRICS_PORT",
+    ):
+        env[f"VIGIL_{setting}"] = str(free_port())
+    return env
+
+
+@pytest.fixture
+def run_stack(stack_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], StackRun]]:
+    runs: list[StackRun] = []
+
+    def start() -> StackRun:
+        # The working directory is not the repository, so a developer's .env there cannot leak in.
+        run = StackRun(stack_env, cwd=tmp_path)
+        runs.append(run)
+        return run
+
+    yield start
+    for run in runs:
+        run.kill()
+
+
+def test_vigil_up_fails_fast_on_a_port_in_use(run_stack: Callable[[], StackRun], stack_env: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", int(stack_env["VIGIL_API_PORT"])))
+        taken.listen()
+        run = run_stack()
+        assert run.proc.wait(60) == 1, run.output
+    assert f"port {stack_env['VIGIL_API_PORT']} on 127.0.0.1 is already in use" in run.output
+    assert "VIGIL_API_PORT" in run.output
+    assert not (Path(stack_env["VIGIL_STATE_DIR"]) / "logs").exists(), "nothing may start before the check"
+
+
+def test_database_urls_are_printed_without_secrets() -> None:
+    assert mask_url("postgresql://vigil:s3cret@db.example:5432/vigil") == "postgresql://vigil:***@db.example:5432/vigil"
+    assert "s3cret" not in mask_url("postgresql:///vigil?host=/run/pg&password=s3cret")
+    assert mask_url("postgresql://postgres@/postgres?host=/tmp/x") == "postgresql://postgres@/postgres?host=/tmp/x"
+
+
+async def test_search_attributes_missing_from_an_existing_server_are_registered() -> None:
+    """The dev server registers `--search-attribute`s only when it creates its database file."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_binary()), dev_server_extra_args=["--headless"]
+    )
+    try:
+        names = sorted(key.name for key in SEARCH_ATTRIBUTES)
+        assert await ensure_search_attributes(env.client, "default") == names
+        assert await ensure_search_attributes(env.client, "default") == []
+    finally:
+        await env.shutdown()
+
+
+def _status(http: httpx.Client, path: str) -> int | None:
+    try:
+        return http.get(path).status_code
+    except httpx.TransportError:
+        return None
+
+
+def _logs(state_dir: Path) -> str:
+    return "\n".join(f"== {log}\n{log.read_text()[-3000:]}" for log in sorted((state_dir / "logs").glob("*.log")))
+
+
+@pytest.mark.timeout(600)
+def test_vigil_up_serves_stops_cleanly_and_keeps_incidents(
+    run_stack: Callable[[], StackRun], stack_env: dict[str, str]
+) -> None:
+    state_dir = Path(stack_env["VIGIL_STATE_DIR"])
+    api = f"http://127.0.0.1:{stack_env['VIGIL_API_PORT']}"
+
+    first = run_stack()
+    first.wait_up(timeout=180, state_dir=state_dir)
+    first.collect_descendants(state_dir)
+    with httpx.Client(base_url=api, timeout=30, trust_env=False) as http:
+        response = http.post(
+            "/api/v1/alerts", json={"name": "HighErrorRate", "service": "checkout", "severity": "critical"}
+        )
+        assert response.status_code == 202, response.text
+        body: dict[str, Any] = response.json()
+        assert body["accepted"] == 1
+        [incident] = body["incidents"]
+        assert incident["alerts"] == 1
+        incident_id = incident["incident_id"]
+        wait_until(
+            lambda: http.get(f"/api/v1/incidents/{incident_id}").status_code == 200,
+            60,
+            f"incident {incident_id}; logs:\n{_logs(state_dir)}",
+        )
+
+        # A child that dies is restarted by the supervisor.
+        [api_process] = [p for p in psutil.Process(first.proc.pid).children() if p.cmdline()[-2:] == ["vigil", "api"]]
+        api_process.kill()
+        wait_until(lambda: any("restarted api" in line for line in first.lines), 30, "the API to be restarted")
+        wait_until(lambda: _status(http, "/healthz") == 200, 60, f"the restarted API; logs:\n{_logs(state_dir)}")
+    first.collect_descendants(state_dir)
+    assert len(first.descendants) >= 7, first.descendants  # temporal, 3 workers, api, console, postgres
+
+    assert first.interrupt(timeout=120) == 0, first.output
+    assert "Vigil stopped." in first.output
+    assert first.survivors() == []
+
+    second = run_stack()
+    second.wait_up(timeout=180, state_dir=state_dir)
+    second.collect_descendants(state_dir)
+    with httpx.Client(base_url=api, timeout=30, trust_env=False) as http:
+        detail = http.get(f"/api/v1/incidents/{incident_id}")
+        assert detail.status_code == 200, detail.text
+        wait_until(
+            lambda: incident_id in {row["incident_id"] for row in http.get("/api/v1/incidents").json()},
+            30,
+            f"incident {incident_id} in the list",
+        )
+    assert second.interrupt(timeout=120) == 0, second.output
+    assert second.survivors() == []
