@@ -1,0 +1,1 @@
+"""Benchmarks, one command each (`vigil bench ...`); figures are medians over repeated runs."""
