@@ -16,22 +16,22 @@ from vigil.store.database import Store
 _bearer = HTTPBearer(auto_error=False, description="Bearer token (VIGIL_API_TOKEN), required when configured.")
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_client(request: Request) -> Client:
+async def get_client(request: Request) -> Client:
     client: Client = request.app.state.temporal
     return client
 
 
-def get_signaller(request: Request) -> GroupSignaller:
+async def get_signaller(request: Request) -> GroupSignaller:
     signaller: GroupSignaller = request.app.state.signaller
     return signaller
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
 
@@ -57,7 +57,7 @@ def unauthorized() -> HTTPException:
     )
 
 
-def require_token(settings: Annotated[Settings, Depends(get_settings)], credentials: BearerDep) -> None:
+async def require_token(settings: Annotated[Settings, Depends(get_settings)], credentials: BearerDep) -> None:
     if not token_accepted(settings, credentials):
         raise unauthorized()
 
