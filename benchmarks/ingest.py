@@ -24,6 +24,16 @@ from rich.table import Table
 
 
 @dataclass(frozen=True)
+class IngestParams:
+    n: int
+    concurrency: int
+    batch: int
+    fingerprints: int
+    groups: int
+    repeats: int
+
+
+@dataclass(frozen=True)
 class IngestRun:
     alerts: int
     requests: int
@@ -112,18 +122,11 @@ async def _drive(concurrency: int, jobs: list[Any], send: Any, progress: Progres
 
 
 async def run_once(
-    http: httpx.AsyncClient,
-    *,
-    n: int,
-    concurrency: int,
-    batch: int,
-    fingerprints: int,
-    groups: int,
-    progress: Progress | None = None,
-    settle_timeout: float = 300.0,
+    http: httpx.AsyncClient, params: IngestParams, progress: Progress | None = None, settle_timeout: float = 300.0
 ) -> IngestRun:
     tag = uuid.uuid4().hex[:8]
-    bodies = _webhooks(tag, n=n, batch=batch, fingerprints=fingerprints, groups=groups)
+    n, concurrency = params.n, params.concurrency
+    bodies = _webhooks(tag, n=n, batch=params.batch, fingerprints=params.fingerprints, groups=params.groups)
     expected: Counter[str] = Counter()
     failures: list[str] = []
 
@@ -176,36 +179,13 @@ async def run_once(
     )
 
 
-async def run_benchmark(
-    base_url: str,
-    token: SecretStr | None,
-    *,
-    n: int,
-    concurrency: int,
-    batch: int,
-    fingerprints: int,
-    groups: int,
-    repeats: int,
-) -> list[IngestRun]:
+async def run_benchmark(base_url: str, token: SecretStr | None, params: IngestParams) -> list[IngestRun]:
     headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    limits = httpx.Limits(max_connections=params.concurrency, max_keepalive_connections=params.concurrency)
     async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=60) as http:
         (await http.get("/readyz")).raise_for_status()
-        runs = []
         with Progress(transient=True) as progress:
-            for _ in range(repeats):
-                runs.append(
-                    await run_once(
-                        http,
-                        n=n,
-                        concurrency=concurrency,
-                        batch=batch,
-                        fingerprints=fingerprints,
-                        groups=groups,
-                        progress=progress,
-                    )
-                )
-        return runs
+            return [await run_once(http, params, progress) for _ in range(params.repeats)]
 
 
 def report(runs: list[IngestRun], console: Console) -> None:
@@ -229,34 +209,13 @@ def report(runs: list[IngestRun], console: Console) -> None:
     console.print(table)
 
 
-def run_cli(
-    *,
-    base_url: str,
-    token: SecretStr | None,
-    n: int,
-    concurrency: int,
-    batch: int,
-    fingerprints: int,
-    groups: int,
-    repeats: int,
-) -> int:
+def run_cli(*, base_url: str, token: SecretStr | None, params: IngestParams) -> int:
     console = Console()
-    if min(n, concurrency, batch, fingerprints, groups, repeats) < 1:
+    if min(params.n, params.concurrency, params.batch, params.fingerprints, params.groups, params.repeats) < 1:
         console.print("[red]every count must be at least 1[/red]")
         return 2
     try:
-        runs = asyncio.run(
-            run_benchmark(
-                base_url,
-                token,
-                n=n,
-                concurrency=concurrency,
-                batch=batch,
-                fingerprints=fingerprints,
-                groups=groups,
-                repeats=repeats,
-            )
-        )
+        runs = asyncio.run(run_benchmark(base_url, token, params))
     except (httpx.HTTPError, RuntimeError) as exc:
         console.print(f"[red]benchmark failed[/red]: {exc}")
         return 1

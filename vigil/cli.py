@@ -83,19 +83,11 @@ def bench_ingest(
     url: str = typer.Option("", help="API base URL (default: from settings)."),
 ) -> None:
     """Send N Alertmanager alerts over HTTP; report alerts/s, p50/p99, time to workflow, alerts lost."""
-    from benchmarks.ingest import run_cli
+    from benchmarks.ingest import IngestParams, run_cli
 
     settings = get_settings()
     base = url or f"http://{settings.api_host}:{settings.api_port}"
-    raise typer.Exit(
-        run_cli(
-            base_url=base,
-            token=settings.api_token,
-            n=n,
-            concurrency=concurrency,
-            batch=batch,
-            fingerprints=fingerprints,
-            groups=groups,
-            repeats=repeats,
-        )
+    params = IngestParams(
+        n=n, concurrency=concurrency, batch=batch, fingerprints=fingerprints, groups=groups, repeats=repeats
     )
+    raise typer.Exit(run_cli(base_url=base, token=settings.api_token, params=params))

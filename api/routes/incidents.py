@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
-from temporalio.client import WorkflowUpdateFailedError
+from pydantic import BaseModel
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import ClientDep, StoreDep, require_token
@@ -26,6 +27,7 @@ from vigil.models import (
 )
 
 _QUERY_TIMEOUT = timedelta(seconds=5)
+M = TypeVar("M", bound=BaseModel)
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"], dependencies=[Depends(require_token)])
 
 IncidentId = Annotated[str, Path(pattern=r"^incident-[a-z0-9-]{1,120}$", description="Incident id.")]
@@ -70,20 +72,24 @@ async def get_incident(incident_id: IncidentId, client: ClientDep, store: StoreD
     )
 
 
-def _update_refused(route: str, incident_id: str, exc: Exception) -> NoReturn:
-    if isinstance(exc, WorkflowUpdateFailedError):
-        API_ERRORS.labels(route, "409").inc()
+async def _update(client: Client, incident_id: str, update: str, arg: BaseModel, result_type: type[M]) -> M:
+    """Run a workflow update; a validator's refusal becomes 409, an unknown incident 404, Temporal down 503."""
+    try:
+        result: M = await client.get_workflow_handle(incident_id).execute_update(update, arg, result_type=result_type)
+    except WorkflowUpdateFailedError as exc:
+        API_ERRORS.labels(update, "409").inc()
         cause = exc.cause
         raise HTTPException(status.HTTP_409_CONFLICT, getattr(cause, "message", None) or str(cause)) from exc
-    assert isinstance(exc, RPCError)
-    if exc.status == RPCStatusCode.NOT_FOUND:
-        API_ERRORS.labels(route, "404").inc()
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no open incident {incident_id}") from exc
-    if exc.status == RPCStatusCode.FAILED_PRECONDITION:
-        API_ERRORS.labels(route, "409").inc()
-        raise HTTPException(status.HTTP_409_CONFLICT, f"incident {incident_id} is closed") from exc
-    API_ERRORS.labels(route, "503").inc()
-    raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"Temporal: {exc.message}") from exc
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            API_ERRORS.labels(update, "404").inc()
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no open incident {incident_id}") from exc
+        if exc.status == RPCStatusCode.FAILED_PRECONDITION:
+            API_ERRORS.labels(update, "409").inc()
+            raise HTTPException(status.HTTP_409_CONFLICT, f"incident {incident_id} is closed") from exc
+        API_ERRORS.labels(update, "503").inc()
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"Temporal: {exc.message}") from exc
+    return result
 
 
 _CONFLICT: dict[int | str, dict[str, Any]] = {
@@ -100,13 +106,7 @@ _CONFLICT: dict[int | str, dict[str, Any]] = {
 async def propose_remediation(
     incident_id: IncidentId, proposal: RemediationProposal, client: ClientDep
 ) -> PendingApproval:
-    try:
-        pending: PendingApproval = await client.get_workflow_handle(incident_id).execute_update(
-            "propose_remediation", proposal, result_type=PendingApproval
-        )
-    except (WorkflowUpdateFailedError, RPCError) as exc:
-        _update_refused("propose_remediation", incident_id, exc)
-    return pending
+    return await _update(client, incident_id, "propose_remediation", proposal, PendingApproval)
 
 
 @router.post(
@@ -116,21 +116,9 @@ async def propose_remediation(
     summary="Approve or reject the remediation awaiting approval",
 )
 async def decide(incident_id: IncidentId, request: ApprovalRequest, client: ClientDep) -> ApprovalOutcome:
-    try:
-        outcome: ApprovalOutcome = await client.get_workflow_handle(incident_id).execute_update(
-            "approval", request, result_type=ApprovalOutcome
-        )
-    except (WorkflowUpdateFailedError, RPCError) as exc:
-        _update_refused("approval", incident_id, exc)
-    return outcome
+    return await _update(client, incident_id, "approval", request, ApprovalOutcome)
 
 
 @router.post("/{incident_id}/resolve", response_model=IncidentState, responses=_CONFLICT, summary="Resolve by hand")
 async def resolve(incident_id: IncidentId, request: ResolveRequest, client: ClientDep) -> IncidentState:
-    try:
-        state: IncidentState = await client.get_workflow_handle(incident_id).execute_update(
-            "resolve", request, result_type=IncidentState
-        )
-    except (WorkflowUpdateFailedError, RPCError) as exc:
-        _update_refused("resolve", incident_id, exc)
-    return state
+    return await _update(client, incident_id, "resolve", request, IncidentState)
