@@ -67,6 +67,21 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    log_retention_hours: float = Field(default=168.0, gt=0, description="Stored log lines older than this go.")
+    max_log_lines_per_request: int = Field(default=50_000, gt=0, description="Log push requests above: 413.")
+
+    monitoring: bool = Field(
+        default=True, description="`vigil up` also runs Prometheus and Alertmanager when their binaries exist."
+    )
+    prometheus_port: int = 9090
+    alertmanager_port: int = 9093
+    toyprod_port: int = 8090
+    toyprod_traffic_rps: float = Field(default=5.0, ge=0, description="Traffic `vigil up` sends to toyprod.")
+    chaos_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of toyprod's chaos endpoints; unset: `vigil up` makes one in the state dir.",
+    )
+
     @field_validator("group_by", mode="before")
     @classmethod
     def _split_group_by(cls, value: object) -> object:
