@@ -7,9 +7,13 @@ from enum import StrEnum
 
 import typer
 
+from toyprod.cli import chaos_app, toyprod, traffic
 from vigil.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, help="Vigil: durable, AI-assisted incident response.")
+app.add_typer(chaos_app, name="chaos")
+app.command("traffic")(traffic)
+app.command("toyprod")(toyprod)
 
 
 class WorkerRole(StrEnum):
