@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api.intake import GroupSignaller
-from api.routes import alerts, health, incidents
+from api.routes import alerts, events, health, incidents, logs
 from vigil import __version__
 from vigil.settings import Settings
 from vigil.store.database import Store, database_url
@@ -36,7 +36,10 @@ def create_app(settings: Settings, *, client: Client | None = None, store: Store
     app = FastAPI(
         title="Vigil",
         version=__version__,
-        description="Alert webhooks and incident REST API. Every incident is a durable Temporal workflow.",
+        description=(
+            "Alert webhooks, log and deploy-event intake (including the Loki push API) and the incident REST API. "
+            "Every incident is a durable Temporal workflow."
+        ),
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -45,5 +48,7 @@ def create_app(settings: Settings, *, client: Client | None = None, store: Store
     app.state.store = store
     app.include_router(alerts.router)
     app.include_router(incidents.router)
+    app.include_router(logs.router)
+    app.include_router(events.router)
     app.include_router(health.router)
     return app

@@ -28,3 +28,18 @@ API_ERRORS = Counter(
         "status",
     ],
 )
+LOG_LINES_RECEIVED = Counter(
+    "vigil_log_lines_received_total",
+    "Log lines received, by push format and outcome (accepted, rejected).",
+    ["format", "outcome"],
+)
+LOG_REQUESTS = Counter(
+    "vigil_log_requests_total",
+    "Log push requests by format and outcome: accepted, partial (some lines rejected), or the reason refused.",
+    ["format", "outcome"],
+)
+DEPLOY_EVENTS = Counter(
+    "vigil_deploy_events_total",
+    "Deploy event requests by outcome: stored, duplicate, or the reason refused.",
+    ["outcome"],
+)

@@ -337,3 +337,19 @@ class DeployEvent(BaseModel):
     author: Annotated[str, StringConstraints(max_length=200)] | None = None
     description: Annotated[str, StringConstraints(max_length=4000)] | None = None
     ts: datetime | None = Field(default=None, description="When it happened; default: when received.")
+
+
+class StoredDeployEvent(DeployEvent):
+    """A deploy event as stored: its id, and `ts` always set (the received time when the sender gave none)."""
+
+    id: int
+    ts: datetime
+    received_at: datetime
+
+
+class DeployEventRef(BaseModel):
+    """202 body of POST /api/v1/events/deploy (the same id when the event was sent before)."""
+
+    id: int
+    service: str
+    ts: datetime

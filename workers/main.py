@@ -17,12 +17,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
+from activities.retention import RetentionActivities
 from activities.store import StoreActivities
 from activities.worker_info import worker_info
 from vigil.settings import INCIDENTS_TASK_QUEUE, INTEGRATIONS_TASK_QUEUE, ML_TASK_QUEUE, Settings
 from vigil.store.database import Store, database_url
 from workflows.incident import IncidentWorkflow
 from workflows.probe import StackProbeWorkflow
+from workflows.retention import LogRetentionWorkflow, ensure_retention_schedule
 
 log = logging.getLogger("vigil.worker")
 
@@ -45,8 +47,8 @@ async def build_worker(role: str, client: Client, stack: AsyncExitStack, setting
     if role == "incidents":
         store = await Store.open(database_url(settings))
         stack.push_async_callback(store.close)
-        workflows = [IncidentWorkflow, StackProbeWorkflow]
-        activities.append(StoreActivities(store).persist_incident)
+        workflows = [IncidentWorkflow, StackProbeWorkflow, LogRetentionWorkflow]
+        activities += [StoreActivities(store).persist_incident, RetentionActivities(store, settings).delete_old_logs]
     return Worker(client, task_queue=TASK_QUEUES[role], workflows=workflows, activities=activities)
 
 
@@ -67,6 +69,8 @@ async def run_worker(role: str, settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     async with AsyncExitStack() as stack:
         worker = await build_worker(role, client, stack, settings)
+        if role == "incidents":
+            await ensure_retention_schedule(client)
         async with worker:
             log.info("worker %s polling %s", role, TASK_QUEUES[role])
             await stop.wait()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import datetime
 from importlib import resources
 from types import TracebackType
 from typing import Any, Self
@@ -12,9 +14,12 @@ import asyncpg
 
 from vigil.models import (
     AlertRecord,
+    DeployEvent,
     IncidentRow,
+    LogRecord,
     PersistIncidentInput,
     PersistIncidentResult,
+    StoredDeployEvent,
     TimelineEvent,
 )
 from vigil.settings import Settings
@@ -93,6 +98,53 @@ _INSERT_EVENT = """
 INSERT INTO timeline_events (incident_id, event_id, seq, at, kind, actor, message, data)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (incident_id, event_id) DO NOTHING
+"""
+
+
+_LOG_COLUMNS = ("ts", "service", "level", "message", "labels", "trace_id", "request_id", "received_at")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": "\ufffd"})
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r\x00]")
+_COPY_CHUNK_ROWS = 2_000
+_LABELS_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_RETENTION_BATCH = 50_000
+
+
+def _copy_field(value: str | None) -> str:
+    """One field of COPY's text format: NULL as \\N; backslash, tab, CR and LF escaped; NUL (which PostgreSQL
+    cannot store) replaced. Most fields have none of these, so look before translating."""
+    if value is None:
+        return "\\N"
+    return value.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(value) else value
+
+
+def _copy_labels(labels: dict[str, str]) -> str:
+    text = _LABELS_JSON(labels)
+    if "\\u0000" in text:  # jsonb refuses NUL; replace it in keys and values, not in the JSON text
+        text = _LABELS_JSON({k.replace("\x00", "\ufffd"): v.replace("\x00", "\ufffd") for k, v in labels.items()})
+    return _copy_field(text)
+
+
+def _copy_rows(records: Sequence[LogRecord], received_at: datetime) -> Iterator[bytes]:
+    """COPY text rows of `records`, `_COPY_CHUNK_ROWS` at a time."""
+    received = received_at.isoformat()
+    for offset in range(0, len(records), _COPY_CHUNK_ROWS):
+        yield "".join(
+            f"{r.ts.isoformat()}\t{_copy_field(r.service)}\t{_copy_field(r.level)}\t{_copy_field(r.message)}\t"
+            f"{_copy_labels(r.labels)}\t{_copy_field(r.trace_id)}\t{_copy_field(r.request_id)}\t{received}\n"
+            for r in records[offset : offset + _COPY_CHUNK_ROWS]
+        ).encode()
+
+
+_INSERT_DEPLOY = """
+INSERT INTO deploy_events (service, version, commit, author, description, ts, received_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (service, version, COALESCE(commit, ''), ts) DO NOTHING
+RETURNING id, service, version, commit, author, description, ts, received_at
+"""
+
+_SELECT_DEPLOY = """
+SELECT id, service, version, commit, author, description, ts, received_at FROM deploy_events
+WHERE service = $1 AND version = $2 AND COALESCE(commit, '') = COALESCE($3, '') AND ts = $4
 """
 
 
@@ -212,3 +264,72 @@ class Store:
             f"SELECT count(*) FROM {table} WHERE incident_id = ANY($1::text[])", list(incident_ids)
         )
         return int(value)
+
+    async def insert_logs(self, records: Sequence[LogRecord], *, received_at: datetime) -> int:
+        """Bulk insert with COPY; returns the rows written. Text format, because asyncpg has no binary jsonb
+        encoder for COPY. The rows go out in chunks as they are built, so PostgreSQL parses one chunk while the
+        next is built (measured: ~1.9x plain executemany on two cores, see benchmarks/logs.py)."""
+        if not records:
+            return 0
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for chunk in _copy_rows(records, received_at):
+                yield chunk
+
+        async with self._pool.acquire() as conn:
+            await conn.copy_to_table("log_lines", source=chunks(), columns=list(_LOG_COLUMNS), format="text")
+        return len(records)
+
+    async def logs_window(self, service: str, start: datetime, end: datetime, limit: int) -> list[LogRecord]:
+        """The service's lines with start <= ts < end, oldest first (in arrival order at equal ts)."""
+        records = await self._pool.fetch(
+            "SELECT ts, service, level, message, labels, trace_id, request_id FROM log_lines "
+            "WHERE service = $1 AND ts >= $2 AND ts < $3 ORDER BY ts, id LIMIT $4",
+            service,
+            start,
+            end,
+            limit,
+        )
+        return [LogRecord.model_validate(dict(r)) for r in records]
+
+    async def delete_logs_before(self, ts: datetime) -> int:
+        """Delete lines older than `ts` in batches, so no single transaction holds millions of row locks."""
+        deleted = 0
+        while True:
+            status = await self._pool.execute(
+                "DELETE FROM log_lines WHERE id IN (SELECT id FROM log_lines WHERE ts < $1 LIMIT $2)",
+                ts,
+                _RETENTION_BATCH,
+            )
+            count = int(status.split()[-1])
+            deleted += count
+            if count < _RETENTION_BATCH:
+                return deleted
+
+    async def insert_deploy(self, event: DeployEvent, *, received_at: datetime) -> tuple[StoredDeployEvent, bool]:
+        """Store a deploy event once: a re-sent one (same service, version, commit and ts) returns the stored row.
+        Returns the row and whether it was new. Without `ts` the event takes `received_at`."""
+        ts = event.ts or received_at
+        args = (event.service, event.version, event.commit, event.author, event.description, ts, received_at)
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(_INSERT_DEPLOY, *args)
+            created = row is not None
+            if row is None:
+                row = await conn.fetchrow(_SELECT_DEPLOY, event.service, event.version, event.commit, ts)
+        if row is None:  # deleted between the two statements; vanishingly rare, but never answer without an id
+            raise RuntimeError("deploy event vanished while being stored")
+        return StoredDeployEvent.model_validate(dict(row)), created
+
+    async def deploys(
+        self, *, service: str | None, start: datetime, end: datetime, limit: int = 1000
+    ) -> list[StoredDeployEvent]:
+        """Deploy events with start <= ts < end, of one service or all, oldest first."""
+        records = await self._pool.fetch(
+            "SELECT id, service, version, commit, author, description, ts, received_at FROM deploy_events "
+            "WHERE ($1::text IS NULL OR service = $1) AND ts >= $2 AND ts < $3 ORDER BY ts, id LIMIT $4",
+            service,
+            start,
+            end,
+            limit,
+        )
+        return [StoredDeployEvent.model_validate(dict(r)) for r in records]

@@ -1,0 +1,100 @@
+"""Deploy and change events: recorded for incidents to correlate ("what changed just before this broke?")."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from pydantic import ValidationError
+
+from api.deps import BearerDep, SettingsDep, StoreDep, require_token, token_accepted, unauthorized
+from api.metrics import DEPLOY_EVENTS
+from api.routes.logs import STORE_ERRORS, content_type_of, read_capped_body, window
+from vigil.models import DeployEvent, DeployEventRef, StoredDeployEvent
+
+router = APIRouter(prefix="/api/v1/events", tags=["events"])
+
+DEFAULT_WINDOW = timedelta(hours=24)
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or wrong bearer token."},
+    413: {"description": "Body larger than VIGIL_MAX_PAYLOAD_BYTES."},
+    415: {"description": "Body is not JSON."},
+    422: {"description": "Invalid JSON or event; `detail` says which field."},
+    503: {"description": "PostgreSQL unreachable; retry later (nothing was stored)."},
+}
+
+
+def _refuse(code: int, reason: str, detail: str) -> HTTPException:
+    DEPLOY_EVENTS.labels(reason).inc()
+    headers = {"Retry-After": "5"} if code == status.HTTP_503_SERVICE_UNAVAILABLE else None
+    return HTTPException(code, detail, headers=headers)
+
+
+@router.post(
+    "/deploy",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=DeployEventRef,
+    summary="Record a deploy or change event",
+    description=(
+        "Idempotent on (service, version, commit, ts): a re-sent event is stored once and answered with the "
+        "same id. Give `ts` when retrying: without it the event takes the time it was received."
+    ),
+    responses=_ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": DeployEvent.model_json_schema()}},
+        }
+    },
+)
+async def record_deploy(
+    request: Request, settings: SettingsDep, store: StoreDep, credentials: BearerDep
+) -> DeployEventRef:
+    if not token_accepted(settings, credentials):
+        DEPLOY_EVENTS.labels("unauthorized").inc()
+        raise unauthorized()
+    limit = settings.max_payload_bytes
+    body = await read_capped_body(request, limit)
+    if body is None:
+        raise _refuse(413, "too_large", f"body over the {limit}-byte limit")
+    content_type = content_type_of(request)
+    if content_type and not (content_type == "application/json" or content_type.endswith("+json")):
+        raise _refuse(415, "not_json", f"content-type {content_type!r} is not application/json")
+    try:
+        event = DeployEvent.model_validate(json.loads(body))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _refuse(422, "invalid_json", f"body is not valid JSON: {exc}") from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise _refuse(422, "invalid_payload", f"{where}: {first['msg']}") from exc
+    if event.ts is not None and event.ts.tzinfo is None:
+        event.ts = event.ts.replace(tzinfo=UTC)
+    try:
+        stored, created = await store.insert_deploy(event, received_at=datetime.now(UTC))
+    except STORE_ERRORS as exc:
+        raise _refuse(503, "database_unavailable", f"PostgreSQL did not take the event: {exc}") from exc
+    DEPLOY_EVENTS.labels("stored" if created else "duplicate").inc()
+    return DeployEventRef(id=stored.id, service=stored.service, ts=stored.ts)
+
+
+@router.get(
+    "/deploy",
+    response_model=list[StoredDeployEvent],
+    summary="Deploy events in a time window, oldest first",
+    description="Events with start <= ts < end (default: the last 24 hours), of one service or all.",
+    dependencies=[Depends(require_token)],
+    responses={401: {"description": "Missing or wrong bearer token."}, 422: {"description": "Bad parameters."}},
+)
+async def list_deploys(
+    store: StoreDep,
+    service: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> list[StoredDeployEvent]:
+    start, end = window(start, end, DEFAULT_WINDOW)
+    return await store.deploys(service=service, start=start, end=end, limit=limit)
