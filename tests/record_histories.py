@@ -21,13 +21,12 @@ from temporalio.testing import WorkflowEnvironment
 from api.intake import GroupSignaller
 from tests.support import VENV_BIN, am_alert, am_webhook
 from vigil.alerts import parse_alertmanager
-from vigil.models import Alert, ApprovalRequest, Decision, RemediationProposal
+from vigil.models import Alert, ApprovalRequest, Decision, IncidentState, RemediationProposal
 from vigil.settings import Settings
 from vigil.stack.postgres import start_embedded_postgres
 from vigil.store.database import migrate_database
 from vigil.temporal import SEARCH_ATTRIBUTES
 from workers.main import build_worker
-from workflows.incident import IncidentWorkflow
 
 OUT = Path(__file__).parent / "histories"
 
@@ -61,7 +60,7 @@ async def record() -> None:
 
                 signaller = GroupSignaller(env.client, settings)
                 (ref,) = await signaller.deliver(alerts("firing", "i1", "i2"))
-                handle = env.client.get_workflow_handle_for(IncidentWorkflow.run, ref.incident_id)
+                handle = env.client.get_workflow_handle(ref.incident_id, result_type=IncidentState)
                 await asyncio.sleep(0.5)  # past the debounce
                 await handle.execute_update(
                     "propose_remediation", RemediationProposal(action="restart", proposed_by="bob")

@@ -20,7 +20,7 @@ from api.app import create_app
 from tests.conftest import ApiFactory, make_settings, start_temporal
 from tests.support import am_alert, am_webhook, eventually, free_port
 from vigil.health import probe_workers
-from vigil.models import IncidentDetail, IncidentStatus, TimelineKind
+from vigil.models import IncidentDetail, IncidentState, IncidentStatus, TimelineKind
 from vigil.settings import INCIDENTS_TASK_QUEUE, INTEGRATIONS_TASK_QUEUE, ML_TASK_QUEUE
 from vigil.store.database import Store
 from workflows.incident import IncidentWorkflow
@@ -93,7 +93,7 @@ async def test_worker_killed_mid_incident_then_restarted_completes_it(
         assert {TimelineKind.ALERT_RESOLVED, TimelineKind.RESOLVED, TimelineKind.CLOSED} <= set(kinds)
         assert done.record is not None
         assert done.record.alert_count == 2
-        result = await client.get_workflow_handle_for(IncidentWorkflow.run, incident_id).result()
+        result = await client.get_workflow_handle(incident_id, result_type=IncidentState).result()
         assert result.status is IncidentStatus.CLOSED
     finally:
         worker.kill()
