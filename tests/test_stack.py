@@ -183,8 +183,12 @@ def stack_env(tmp_path: Path) -> dict[str, str]:
         "INCIDENTS_WORKER_METRICS_PORT",
         "ML_WORKER_METRICS_PORT",
         "INTEGRATIONS_WORKER_METRICS_PORT",
+        "TOYPROD_PORT",
+        "PROMETHEUS_PORT",
+        "ALERTMANAGER_PORT",
     ):
         env[f"VIGIL_{setting}"] = str(free_port())
+    env["VIGIL_TOYPROD_TRAFFIC_RPS"] = "2"
     return env
 
 
@@ -282,7 +286,13 @@ def test_vigil_up_serves_stops_cleanly_and_keeps_incidents(
         wait_until(lambda: any("restarted api" in line for line in first.lines), 30, "the API to be restarted")
         wait_until(lambda: _status(http, "/healthz") == 200, 60, f"the restarted API; logs:\n{_logs(state_dir)}")
     first.collect_descendants(state_dir)
-    assert len(first.descendants) >= 7, first.descendants  # temporal, 3 workers, api, console, postgres
+    # temporal, 3 workers, api, console, postgres, toyprod, traffic (+ prometheus, alertmanager where installed)
+    assert len(first.descendants) >= 9, first.descendants
+    commands = [" ".join(p.cmdline()) for p in first.descendants.values() if p.is_running()]
+    assert any(c.endswith("vigil toyprod") for c in commands), commands
+    assert any(" vigil traffic --rps 2 " in c for c in commands), commands
+    if "prometheus is ready" in first.output:
+        assert any("--web.listen-address=127.0.0.1:" + stack_env["VIGIL_PROMETHEUS_PORT"] in c for c in commands)
 
     assert first.interrupt(timeout=120) == 0, first.output
     assert "Vigil stopped." in first.output

@@ -20,7 +20,7 @@ chaos_app = typer.Typer(no_args_is_help=True, help="Switch toyprod's faults on, 
 
 
 def toyprod() -> None:
-    """Run toyprod, the demo shop, on 127.0.0.1:VIGIL_TOYPROD_PORT."""
+    """Run toyprod, the demo shop, on VIGIL_LISTEN_HOST:VIGIL_TOYPROD_PORT."""
     import uvicorn
 
     from toyprod.app import create_app
@@ -28,7 +28,7 @@ def toyprod() -> None:
     settings = get_settings()
     uvicorn.run(
         create_app(ToyConfig.from_settings(settings)),
-        host="127.0.0.1",
+        host=settings.listen_host,
         port=settings.toyprod_port,
         access_log=False,
         log_level="warning",

@@ -228,7 +228,7 @@ def index_page(settings: Settings, source: IncidentSource) -> None:
 
 
 def serve(settings: Settings) -> None:
-    """Serve the console on 127.0.0.1:console_port until interrupted (SIGINT/SIGTERM)."""
+    """Serve the console on listen_host:console_port until interrupted (SIGINT/SIGTERM)."""
     storage = os.environ.setdefault("NICEGUI_STORAGE_PATH", str((settings.state_dir / "console").resolve()))
     Path(storage).mkdir(parents=True, exist_ok=True)
 
@@ -239,7 +239,7 @@ def serve(settings: Settings) -> None:
     ui.page("/", title=PAGE_TITLE)(lambda: index_page(settings, source))
     # reload=False: NiceGUI's reloader would re-import the main module, which is the CLI (`python -m vigil`).
     ui.run(
-        host="127.0.0.1",
+        host=settings.listen_host,
         port=settings.console_port,
         title="Vigil",
         reload=False,

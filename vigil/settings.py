@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     )
 
     api_host: str = "127.0.0.1"
+    listen_host: str = Field(
+        default="127.0.0.1",
+        description="Address the console, toyprod and worker metrics listen on (0.0.0.0 in containers).",
+    )
     api_port: int = 8000
     console_port: int = 8080
     api_token: SecretStr | None = Field(

@@ -55,7 +55,9 @@ async def build_worker(role: str, client: Client, stack: AsyncExitStack, setting
 async def run_worker(role: str, settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runtime = Runtime(
-        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{metrics_port(role, settings)}"))
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(bind_address=f"{settings.listen_host}:{metrics_port(role, settings)}")
+        )
     )
     client = await Client.connect(
         settings.temporal_target,

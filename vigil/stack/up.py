@@ -1,15 +1,17 @@
 """`vigil up`: the whole stack on one machine, started step by step with health checks, then supervised.
 
 Order: Temporal (embedded dev server unless TEMPORAL_ADDRESS), PostgreSQL (embedded unless DATABASE_URL),
-migrations, the three workers, the API, the console. Children run in their own process groups, so a terminal
-Ctrl-C reaches only this supervisor, which then stops them in reverse order; PR_SET_PDEATHSIG takes them down
-should the supervisor itself be killed.
+migrations, the three workers, the API, the console, toyprod and its traffic, then Alertmanager and Prometheus
+(when VIGIL_MONITORING and their binaries allow; configs rendered by `vigil.stack.monitoring`). Children run
+in their own process groups, so a terminal Ctrl-C reaches only this supervisor, which then stops them in reverse
+order; PR_SET_PDEATHSIG takes them down should the supervisor itself be killed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import os
 import signal
 import socket
@@ -17,6 +19,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -29,6 +32,17 @@ from temporalio.service import RPCError
 from vigil.cli import WorkerRole
 from vigil.health import probe_workers
 from vigil.settings import Settings
+from vigil.stack.monitoring import (
+    MonitoringBinaries,
+    MonitoringSetupError,
+    MonitoringTimings,
+    RenderedMonitoring,
+    alertmanager_command,
+    ensure_chaos_token,
+    find_binaries,
+    prometheus_command,
+    render,
+)
 from vigil.stack.postgres import EmbeddedPostgres, EmbeddedPostgresError, start_embedded_postgres
 from vigil.stack.processes import ManagedProcess
 from vigil.stack.temporal_server import TemporalSetupError, dev_server_command, ensure_search_attributes
@@ -41,6 +55,8 @@ WORKERS_READY_SECONDS = 180.0
 WORKER_PROBE_SECONDS = 10.0
 API_READY_SECONDS = 60.0
 CONSOLE_READY_SECONDS = 90.0
+TOYPROD_READY_SECONDS = 60.0
+MONITORING_READY_SECONDS = 60.0
 STOP_GRACE_SECONDS = 10.0
 QUICK_FAILURE_SECONDS = 30.0
 """A child that exits sooner than this after its start failed quickly; MAX_QUICK_FAILURES in a row: give up."""
@@ -74,9 +90,24 @@ def _env_name(setting: str) -> str:
     return f"VIGIL_{setting.upper()}"
 
 
-def check_ports(settings: Settings) -> None:
+_PORT_HINTS = {
+    "prometheus_port": " (the Debian package's own service? `sudo systemctl disable --now prometheus`)",
+    "alertmanager_port": " (the Debian package's own service? `sudo systemctl disable --now prometheus-alertmanager`)",
+}
+
+
+def check_ports(settings: Settings, *, monitoring: bool = False) -> None:
     """Fail fast, naming the port and its setting, when a port Vigil would listen on is taken."""
-    ports = [("api_port", settings.api_host, settings.api_port), ("console_port", "127.0.0.1", settings.console_port)]
+    ports = [
+        ("api_port", settings.api_host, settings.api_port),
+        ("console_port", "127.0.0.1", settings.console_port),
+        ("toyprod_port", "127.0.0.1", settings.toyprod_port),
+    ]
+    if monitoring:
+        ports += [
+            ("prometheus_port", "127.0.0.1", settings.prometheus_port),
+            ("alertmanager_port", "127.0.0.1", settings.alertmanager_port),
+        ]
     if settings.temporal_is_embedded:
         ports += [
             ("temporal_port", "127.0.0.1", settings.temporal_port),
@@ -100,8 +131,10 @@ def check_ports(settings: Settings) -> None:
                 probe.bind(address)
         except OSError as exc:
             taken = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc})"
+            hint = _PORT_HINTS.get(setting, "")
             raise StackError(
                 f"port {port} on {host} {taken}; stop what listens there or set {_env_name(setting)} to another port"
+                + hint
             ) from exc
 
 
@@ -121,6 +154,9 @@ class _Stack:
         self._postgres: EmbeddedPostgres | None = None
         self._database_url = ""
         self._http = httpx.AsyncClient(timeout=5.0, trust_env=False)
+        self._monitoring: MonitoringBinaries | None = None
+        self._monitoring_off = ""  # why monitoring is off, for the summary
+        self._chaos_token_file: Path | None = None
 
     @property
     def _api_url(self) -> str:
@@ -133,15 +169,30 @@ class _Stack:
     def _children(self) -> list[_Child]:
         return [child for phase in self._phases for child in phase]
 
+    def _decide_monitoring(self) -> None:
+        if not self.settings.monitoring:
+            self._monitoring_off = "off (VIGIL_MONITORING=false)"
+            return
+        try:
+            self._monitoring = find_binaries()
+        except MonitoringSetupError as exc:
+            self._monitoring_off = f"off: {exc}"
+
     async def start(self) -> None:
-        check_ports(self.settings)
+        self._decide_monitoring()
+        check_ports(self.settings, monitoring=self._monitoring is not None)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        if self._monitoring_off:
+            self.console.print(f"[yellow]! monitoring (Prometheus, Alertmanager) is {self._monitoring_off}[/]")
         client = await self._start_temporal()
         self._start_database()
         await self._migrate()
         await self._start_workers(client)
         await self._start_api()
         await self._start_console()
+        await self._start_toyprod()
+        if self._monitoring is not None:
+            await self._start_monitoring(self._monitoring)
 
     def _spawn(self, name: str, argv: Sequence[str], env: dict[str, str] | None) -> _Child:
         process = ManagedProcess(name, argv, self.log_dir / f"{name}.log", env)
@@ -270,6 +321,51 @@ class _Stack:
         await self._wait_ready(f"console ({url})", [child], lambda: self._http_ok(url), CONSOLE_READY_SECONDS)
         self.console.print(f"[green]✓[/] console is ready on {self._console_url}")
 
+    async def _start_toyprod(self) -> None:
+        settings = self.settings
+        self._chaos_token_file = ensure_chaos_token(settings)
+        env = self._child_env()
+        phase = [self._spawn("toyprod", self._vigil("toyprod"), env)]
+        if settings.toyprod_traffic_rps > 0:
+            rps = f"{settings.toyprod_traffic_rps:g}"
+            phase.append(self._spawn("traffic", self._vigil("traffic", "--rps", rps, "--duration", "0"), env))
+        self._phases.append(phase)
+        url = f"{self._toyprod_url}/healthz"
+        await self._wait_ready(f"toyprod ({url})", phase, lambda: self._http_ok(url), TOYPROD_READY_SECONDS)
+        traffic = f", traffic at {settings.toyprod_traffic_rps:g} req/s" if len(phase) > 1 else ", no traffic"
+        self.console.print(f"[green]✓[/] toyprod is ready on {self._toyprod_url}{traffic}")
+
+    async def _start_monitoring(self, binaries: MonitoringBinaries) -> None:
+        settings = self.settings
+        try:
+            rendered: RenderedMonitoring = render(settings, MonitoringTimings())
+        except (MonitoringSetupError, OSError, ValueError) as exc:
+            raise StackError(f"rendering the Prometheus and Alertmanager configs failed: {exc}") from exc
+        # Alertmanager first: Prometheus sends it alerts from its first evaluation on.
+        for name, command, url in (
+            ("alertmanager", alertmanager_command(binaries.alertmanager, rendered, settings), self._alertmanager_url),
+            ("prometheus", prometheus_command(binaries.prometheus, rendered, settings), self._prometheus_url),
+        ):
+            child = self._spawn(name, command, None)
+            self._phases.append([child])
+            ready = f"{url}/-/ready"
+            await self._wait_ready(
+                f"{name} ({ready})", [child], functools.partial(self._http_ok, ready), MONITORING_READY_SECONDS
+            )
+            self.console.print(f"[green]✓[/] {name} is ready on {url}, config {rendered.directory}")
+
+    @property
+    def _toyprod_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.toyprod_port}"
+
+    @property
+    def _prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.prometheus_port}"
+
+    @property
+    def _alertmanager_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.alertmanager_port}"
+
     def print_summary(self) -> None:
         settings = self.settings
         table = Table(title="Vigil", title_justify="left")
@@ -292,6 +388,15 @@ class _Stack:
             table.add_row("PostgreSQL", f"{mask_url(self._database_url)} (log: {self._postgres.log_path})")
         else:
             table.add_row("PostgreSQL", mask_url(self._database_url))
+        table.add_row("toyprod (demo shop)", f"{self._toyprod_url} (metrics at /metrics)")
+        chaos = self._chaos_token_file or "VIGIL_CHAOS_TOKEN"
+        table.add_row("toyprod chaos", f"vigil chaos <fault> (token: {chaos})")
+        if self._monitoring is not None:
+            table.add_row("Prometheus", f"{self._prometheus_url} (alerts at /alerts)")
+            table.add_row("Alertmanager", self._alertmanager_url)
+            table.add_row("Monitoring configs", str(settings.state_dir / "monitoring"))
+        else:
+            table.add_row("Monitoring", self._monitoring_off)
         table.add_row("State dir", str(settings.state_dir))
         table.add_row("Logs", str(self.log_dir))
         self.console.print(table)

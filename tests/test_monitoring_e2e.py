@@ -1,0 +1,286 @@
+"""End to end on the real binaries: `vigil up` with Prometheus and Alertmanager, a fault injected into toyprod
+under traffic, the alert travelling Prometheus -> Alertmanager -> Vigil's webhook -> an incident workflow, and
+the resolved alert reaching the same workflow after the fault is reset. Nothing here posts an alert itself.
+
+Timings are shortened through the renderer's overrides (VIGIL_MONITORING_*): 1s scrapes and evaluations,
+`for: 5s`, 1s group wait; the rules themselves are the production ones.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import psutil
+import pytest
+import yaml
+
+from tests.support import free_port
+from vigil.stack.monitoring import INFRA_DIR, find_binaries
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+PORT_SETTINGS = (
+    "TEMPORAL_PORT",
+    "TEMPORAL_UI_PORT",
+    "API_PORT",
+    "CONSOLE_PORT",
+    "INCIDENTS_WORKER_METRICS_PORT",
+    "ML_WORKER_METRICS_PORT",
+    "INTEGRATIONS_WORKER_METRICS_PORT",
+    "PROMETHEUS_PORT",
+    "ALERTMANAGER_PORT",
+    "TOYPROD_PORT",
+)
+
+
+TOYPROD_LABELS = {"service": "toyprod", "namespace": "demo"}
+
+
+def _rule_metrics() -> set[str]:
+    """The toyprod and process metrics the canonical alert rules read."""
+    exprs = [
+        rule["expr"]
+        for path in (INFRA_DIR / "prometheus" / "rules").glob("*.yml")
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+    ]
+    return {name for expr in exprs for name in re.findall(r"\b(toyprod_[a-z_]+)\b", expr)}
+
+
+def poll(probe: Callable[[], T | None], timeout: float, what: Callable[[], str], every: float = 0.5) -> T:
+    """Call `probe` until it returns something other than None; fail naming `what()` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = probe()
+        except httpx.TransportError:
+            result = None
+        if result is not None:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what()}")
+        time.sleep(every)
+
+
+class Stack:
+    """`python -m vigil up` in its own process group, its output collected line by line."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.env = env
+        self.cwd = cwd
+        self.state_dir = Path(env["VIGIL_STATE_DIR"])
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "vigil", "up"],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            process_group=0,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def report(self) -> str:
+        logs = sorted((self.state_dir / "logs").glob("*.log"))
+        tails = "\n".join(f"== {log.name}\n{log.read_text(errors='replace')[-2500:]}" for log in logs)
+        return "\n".join(self.lines) + "\n" + tails
+
+    def wait_up(self, timeout: float) -> None:
+        def up() -> bool | None:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"vigil up exited with {self.proc.returncode}:\n{self.report()}")
+            return True if any("Vigil is up" in line for line in self.lines) else None
+
+        poll(up, timeout, lambda: f"'Vigil is up':\n{self.report()}", every=0.2)
+
+    def vigil(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "vigil", *args],
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, f"vigil {' '.join(args)}: {result.stdout}{result.stderr}"
+        return result.stdout
+
+    def descendants(self) -> list[psutil.Process]:
+        found: list[psutil.Process] = psutil.Process(self.proc.pid).children(recursive=True)
+        postmaster = self.state_dir / "pgdata" / "postmaster.pid"
+        if postmaster.exists():
+            found.append(psutil.Process(int(postmaster.read_text().split()[0])))
+        return found
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    find_binaries()  # a missing prometheus or alertmanager fails the test (scripts/setup.sh installs them)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("VIGIL_") and key not in {"DATABASE_URL", "TEMPORAL_ADDRESS", "PYTEST_CURRENT_TEST"}
+    }
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env.update(
+        {
+            "VIGIL_STATE_DIR": str(tmp_path / "state"),
+            "VIGIL_API_TOKEN": secrets.token_urlsafe(16),  # Alertmanager must send it from its credentials file
+            "VIGIL_DEBOUNCE_SECONDS": "1",
+            "VIGIL_TOYPROD_TRAFFIC_RPS": "20",
+            "VIGIL_MONITORING_SCRAPE_INTERVAL": "1s",
+            "VIGIL_MONITORING_EVALUATION_INTERVAL": "1s",
+            "VIGIL_MONITORING_ALERT_FOR": "5s",
+            "VIGIL_MONITORING_GROUP_WAIT": "1s",
+            "VIGIL_MONITORING_GROUP_INTERVAL": "2s",
+        }
+    )
+    env.update({f"VIGIL_{setting}": str(free_port()) for setting in PORT_SETTINGS})
+    run = Stack(env, cwd=tmp_path)
+    try:
+        yield run
+    finally:
+        run.kill()
+
+
+def _incident(http: httpx.Client, alertname: str) -> dict[str, Any] | None:
+    response = http.get("/api/v1/incidents", params={"service": "toyprod"})
+    response.raise_for_status()
+    for row in response.json():
+        if alertname.lower() in " ".join(str(row.get(key)) for key in ("incident_id", "group_key", "title")).lower():
+            assert row["service"] == "toyprod", row
+            return dict(row)
+    return None
+
+
+def _alert_statuses(http: httpx.Client, incident_id: str) -> set[str]:
+    response = http.get(f"/api/v1/incidents/{incident_id}")
+    response.raise_for_status()
+    state = response.json().get("state") or {}
+    return {record["status"] for record in state.get("alerts", {}).values()}
+
+
+@pytest.mark.timeout(420)
+def test_a_toyprod_fault_becomes_an_incident_and_resolves(stack: Stack) -> None:
+    started = time.monotonic()
+    env = stack.env
+    stack.wait_up(timeout=180)
+    up_after = time.monotonic() - started
+    prometheus = f"http://127.0.0.1:{env['VIGIL_PROMETHEUS_PORT']}"
+    headers = {"Authorization": f"Bearer {env['VIGIL_API_TOKEN']}"}
+    with (
+        httpx.Client(base_url=f"http://127.0.0.1:{env['VIGIL_API_PORT']}", headers=headers, timeout=30) as http,
+        httpx.Client(base_url=prometheus, timeout=10, trust_env=False) as prom,
+    ):
+        # Prometheus scrapes toyprod, the API and the three workers.
+        def targets_up() -> list[str] | None:
+            active = prom.get("/api/v1/targets").json()["data"]["activeTargets"]
+            healthy = sorted(t["labels"]["job"] for t in active if t["health"] == "up")
+            return healthy if {"toyprod", "vigil-api", "vigil-workers"} <= set(healthy) else None
+
+        poll(targets_up, 60, lambda: f"scrape targets up: {prom.get('/api/v1/targets').text[:2000]}")
+
+        # Every toyprod metric the rules read is one toyprod really exports (names and labels agree).
+        wanted = _rule_metrics()
+        assert "toyprod_http_requests_total" in wanted
+
+        def toyprod_series() -> set[str] | None:
+            found = prom.get("/api/v1/series", params={"match[]": '{job="toyprod"}'}).json()["data"]
+            names = {series["__name__"] for series in found}
+            return names if wanted <= names else None
+
+        poll(toyprod_series, 30, lambda: f"toyprod series {sorted(wanted)} in Prometheus")
+
+        # Before any fault the error ratio is recorded (0, not absent, while nothing fails), with toyprod's labels.
+        def error_ratio() -> list[dict[str, Any]] | None:
+            query = {"query": "toyprod:http_request_errors:ratio_rate5m"}
+            result: list[dict[str, Any]] = prom.get("/api/v1/query", params=query).json()["data"]["result"]
+            return result or None
+
+        [sample] = poll(error_ratio, 30, lambda: "the recorded toyprod error ratio")
+        assert sample["metric"] == {"__name__": "toyprod:http_request_errors:ratio_rate5m", **TOYPROD_LABELS}
+        assert float(sample["value"][1]) < 0.005  # healthy: inside the 99.5% SLO
+        assert _incident(http, "ToyprodHigh5xxRate") is None
+
+        fault_at = datetime.now(UTC) - timedelta(seconds=2)
+        stack.vigil("chaos", "errors", "0.5")
+
+        incident = poll(
+            lambda: _incident(http, "ToyprodHigh5xxRate"),
+            120,
+            lambda: (
+                "an incident for ToyprodHigh5xxRate; Prometheus alerts: "
+                f"{prom.get('/api/v1/alerts').text[:2000]}\n{stack.report()}"
+            ),
+        )
+        fired_after = time.monotonic() - started
+        incident_id = incident["incident_id"]
+        # The SLO page fires on the same fault (50% errors: 100x the budget).
+        poll(lambda: _incident(http, "ToyprodAvailabilityBudgetBurn"), 60, lambda: "the availability burn page")
+
+        # toyprod's log lines of the fault window reached Vigil.
+        def fault_logs() -> list[dict[str, Any]] | None:
+            end = datetime.now(UTC) + timedelta(seconds=5)
+            params = {"service": "toyprod", "start": fault_at.isoformat(), "end": end.isoformat()}
+            response = http.get("/api/v1/logs", params=params)
+            response.raise_for_status()
+            lines: list[dict[str, Any]] = response.json()
+            return lines if any(line["service"] == "toyprod" for line in lines) else None
+
+        lines = poll(fault_logs, 30, lambda: "toyprod log lines of the fault window")
+        assert all(datetime.fromisoformat(line["ts"]) >= fault_at for line in lines)
+
+        stack.vigil("chaos", "reset")
+        poll(
+            lambda: True if "resolved" in _alert_statuses(http, incident_id) else None,
+            150,
+            lambda: f"the resolved alert in {incident_id}: {http.get(f'/api/v1/incidents/{incident_id}').text[:3000]}",
+        )
+        resolved_after = time.monotonic() - started
+
+    chaos_token = (stack.state_dir / "chaos-token").read_text().strip()
+    assert chaos_token
+    assert chaos_token not in stack.report(), "the chaos token must not appear in output or logs"
+    assert env["VIGIL_API_TOKEN"] not in stack.report(), "the API token must not appear in output or logs"
+    processes = stack.descendants()
+    names = {" ".join(p.cmdline()) for p in processes}
+    assert any("prometheus" in name and "alertmanager" not in name for name in names), names
+    assert any("alertmanager" in name for name in names), names
+    os.killpg(stack.proc.pid, signal.SIGINT)
+    assert stack.proc.wait(120) == 0, stack.report()
+    survivors = [p.pid for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert survivors == [], survivors
+    print(
+        f"\ne2e: up after {up_after:.0f}s, incident after {fired_after:.0f}s, "
+        f"resolved after {resolved_after:.0f}s, total {time.monotonic() - started:.0f}s"
+    )
