@@ -8,43 +8,20 @@ Timings are shortened through the renderer's overrides (VIGIL_MONITORING_*): 1s 
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
-import signal
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
-import psutil
 import pytest
 import yaml
 
-from tests.support import free_port
+from tests.vigil_up import VigilUp, person_env, poll
 from vigil.stack.monitoring import INFRA_DIR, find_binaries
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-T = TypeVar("T")
-
-PORT_SETTINGS = (
-    "TEMPORAL_PORT",
-    "TEMPORAL_UI_PORT",
-    "API_PORT",
-    "CONSOLE_PORT",
-    "INCIDENTS_WORKER_METRICS_PORT",
-    "ML_WORKER_METRICS_PORT",
-    "INTEGRATIONS_WORKER_METRICS_PORT",
-    "PROMETHEUS_PORT",
-    "ALERTMANAGER_PORT",
-    "TOYPROD_PORT",
-)
-
 
 TOYPROD_LABELS = {"service": "toyprod", "namespace": "demo"}
 
@@ -60,103 +37,13 @@ def _rule_metrics() -> set[str]:
     return {name for expr in exprs for name in re.findall(r"\b(toyprod_[a-z_]+)\b", expr)}
 
 
-def poll(probe: Callable[[], T | None], timeout: float, what: Callable[[], str], every: float = 0.5) -> T:
-    """Call `probe` until it returns something other than None; fail naming `what()` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = probe()
-        except httpx.TransportError:
-            result = None
-        if result is not None:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what()}")
-        time.sleep(every)
-
-
-class Stack:
-    """`python -m vigil up` in its own process group, its output collected line by line."""
-
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
-        self.env = env
-        self.cwd = cwd
-        self.state_dir = Path(env["VIGIL_STATE_DIR"])
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vigil", "up"],
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            process_group=0,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def report(self) -> str:
-        logs = sorted((self.state_dir / "logs").glob("*.log"))
-        tails = "\n".join(f"== {log.name}\n{log.read_text(errors='replace')[-2500:]}" for log in logs)
-        return "\n".join(self.lines) + "\n" + tails
-
-    def wait_up(self, timeout: float) -> None:
-        def up() -> bool | None:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"vigil up exited with {self.proc.returncode}:\n{self.report()}")
-            return True if any("Vigil is up" in line for line in self.lines) else None
-
-        poll(up, timeout, lambda: f"'Vigil is up':\n{self.report()}", every=0.2)
-
-    def vigil(self, *args: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "-m", "vigil", *args],
-            cwd=self.cwd,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert result.returncode == 0, f"vigil {' '.join(args)}: {result.stdout}{result.stderr}"
-        return result.stdout
-
-    def descendants(self) -> list[psutil.Process]:
-        found: list[psutil.Process] = psutil.Process(self.proc.pid).children(recursive=True)
-        postmaster = self.state_dir / "pgdata" / "postmaster.pid"
-        if postmaster.exists():
-            found.append(psutil.Process(int(postmaster.read_text().split()[0])))
-        return found
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
+def stack(tmp_path: Path) -> Iterator[VigilUp]:
     find_binaries()  # a missing prometheus or alertmanager fails the test (scripts/setup.sh installs them)
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("VIGIL_") and key not in {"DATABASE_URL", "TEMPORAL_ADDRESS", "PYTEST_CURRENT_TEST"}
-    }
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env = person_env(tmp_path)
     env.update(
         {
-            "VIGIL_STATE_DIR": str(tmp_path / "state"),
             "VIGIL_API_TOKEN": secrets.token_urlsafe(16),  # Alertmanager must send it from its credentials file
-            "VIGIL_DEBOUNCE_SECONDS": "1",
             "VIGIL_TOYPROD_TRAFFIC_RPS": "20",
             "VIGIL_MONITORING_SCRAPE_INTERVAL": "1s",
             "VIGIL_MONITORING_EVALUATION_INTERVAL": "1s",
@@ -165,8 +52,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             "VIGIL_MONITORING_GROUP_INTERVAL": "2s",
         }
     )
-    env.update({f"VIGIL_{setting}": str(free_port()) for setting in PORT_SETTINGS})
-    run = Stack(env, cwd=tmp_path)
+    run = VigilUp(env, cwd=tmp_path)
     try:
         yield run
     finally:
@@ -191,7 +77,7 @@ def _alert_statuses(http: httpx.Client, incident_id: str) -> set[str]:
 
 
 @pytest.mark.timeout(420)
-def test_a_toyprod_fault_becomes_an_incident_and_resolves(stack: Stack) -> None:
+def test_a_toyprod_fault_becomes_an_incident_and_resolves(stack: VigilUp) -> None:
     started = time.monotonic()
     env = stack.env
     stack.wait_up(timeout=180)
@@ -272,14 +158,12 @@ def test_a_toyprod_fault_becomes_an_incident_and_resolves(stack: Stack) -> None:
     assert chaos_token
     assert chaos_token not in stack.report(), "the chaos token must not appear in output or logs"
     assert env["VIGIL_API_TOKEN"] not in stack.report(), "the API token must not appear in output or logs"
-    processes = stack.descendants()
-    names = {" ".join(p.cmdline()) for p in processes}
+    stack.collect_descendants()
+    names = {" ".join(p.cmdline()) for p in stack.descendants.values()}
     assert any("prometheus" in name and "alertmanager" not in name for name in names), names
     assert any("alertmanager" in name for name in names), names
-    os.killpg(stack.proc.pid, signal.SIGINT)
-    assert stack.proc.wait(120) == 0, stack.report()
-    survivors = [p.pid for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    assert survivors == [], survivors
+    assert stack.interrupt(timeout=120) == 0, stack.report()
+    assert stack.survivors() == []
     print(
         f"\ne2e: up after {up_after:.0f}s, incident after {fired_after:.0f}s, "
         f"resolved after {resolved_after:.0f}s, total {time.monotonic() - started:.0f}s"

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +16,7 @@ import psutil
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.support import free_port
+from tests.vigil_up import VigilUp, person_env, wait_until
 from vigil.stack.processes import ManagedProcess, pid_alive
 from vigil.stack.temporal_server import ensure_search_attributes, temporal_binary
 from vigil.stack.up import mask_url
@@ -29,14 +26,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux only")
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_managed_process_stops_its_child(tmp_path: Path) -> None:
@@ -92,113 +81,19 @@ def test_child_dies_with_its_killed_parent(tmp_path: Path) -> None:
     wait_until(lambda: not pid_alive(child_pid), 10, f"child {child_pid} to die with its parent")
 
 
-class StackRun:
-    """`python -m vigil up` in a subprocess, its output collected line by line."""
-
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vigil", "up"],
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            process_group=0,  # its own foreground-like group: `interrupt` signals it as a terminal's Ctrl-C does
-        )
-        self.descendants: dict[int, psutil.Process] = {}
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def wait_up(self, timeout: float, state_dir: Path) -> None:
-        deadline = time.monotonic() + timeout
-        while not any("Vigil is up" in line for line in self.lines):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(
-                    f"no 'Vigil is up' within {timeout:g}s (exit code {self.proc.returncode}):\n"
-                    f"{self.output}\n{_logs(state_dir)}"
-                )
-            time.sleep(0.1)
-
-    def collect_descendants(self, state_dir: Path) -> None:
-        """Remember every process it started (PostgreSQL runs detached, so it is found by its pid file)."""
-        found: list[psutil.Process] = psutil.Process(self.proc.pid).children(recursive=True)
-        postmaster = state_dir / "pgdata" / "postmaster.pid"
-        if postmaster.exists():
-            found.append(psutil.Process(int(postmaster.read_text().split()[0])))
-        self.descendants.update((p.pid, p) for p in found)
-
-    def interrupt(self, timeout: float) -> int:
-        """Ctrl-C in a terminal: SIGINT to the whole foreground process group."""
-        os.killpg(self.proc.pid, signal.SIGINT)
-        return self.proc.wait(timeout)
-
-    def survivors(self) -> list[str]:
-        alive: list[str] = []
-        for process in self.descendants.values():
-            try:
-                if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(f"{process.pid} {' '.join(process.cmdline())}")
-            except psutil.NoSuchProcess:
-                continue
-        return alive
-
-    def kill(self) -> None:
-        """Last resort after a failure: an orderly stop, else SIGKILL (the children follow by PDEATHSIG)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 @pytest.fixture
 def stack_env(tmp_path: Path) -> dict[str, str]:
-    # As a person would run it: embedded dependencies, and not under pytest (NiceGUI changes its behaviour
-    # when it sees PYTEST_CURRENT_TEST).
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("VIGIL_") and key not in {"DATABASE_URL", "TEMPORAL_ADDRESS", "PYTEST_CURRENT_TEST"}
-    }
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    env["VIGIL_STATE_DIR"] = str(tmp_path / "state")
-    env["VIGIL_DEBOUNCE_SECONDS"] = "1"
-    for setting in (
-        "TEMPORAL_PORT",
-        "TEMPORAL_UI_PORT",
-        "API_PORT",
-        "CONSOLE_PORT",
-        "INCIDENTS_WORKER_METRICS_PORT",
-        "ML_WORKER_METRICS_PORT",
-        "INTEGRATIONS_WORKER_METRICS_PORT",
-        "TOYPROD_PORT",
-        "PROMETHEUS_PORT",
-        "ALERTMANAGER_PORT",
-    ):
-        env[f"VIGIL_{setting}"] = str(free_port())
+    env = person_env(tmp_path)
     env["VIGIL_TOYPROD_TRAFFIC_RPS"] = "2"
     return env
 
 
 @pytest.fixture
-def run_stack(stack_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], StackRun]]:
-    runs: list[StackRun] = []
+def run_stack(stack_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], VigilUp]]:
+    runs: list[VigilUp] = []
 
-    def start() -> StackRun:
-        # The working directory is not the repository, so a developer's .env there cannot leak in.
-        run = StackRun(stack_env, cwd=tmp_path)
+    def start() -> VigilUp:
+        run = VigilUp(stack_env, cwd=tmp_path)
         runs.append(run)
         return run
 
@@ -207,7 +102,7 @@ def run_stack(stack_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[]
         run.kill()
 
 
-def test_vigil_up_fails_fast_on_a_port_in_use(run_stack: Callable[[], StackRun], stack_env: dict[str, str]) -> None:
+def test_vigil_up_fails_fast_on_a_port_in_use(run_stack: Callable[[], VigilUp], stack_env: dict[str, str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", int(stack_env["VIGIL_API_PORT"])))
         taken.listen()
@@ -244,20 +139,15 @@ def _status(http: httpx.Client, path: str) -> int | None:
         return None
 
 
-def _logs(state_dir: Path) -> str:
-    return "\n".join(f"== {log}\n{log.read_text()[-3000:]}" for log in sorted((state_dir / "logs").glob("*.log")))
-
-
 @pytest.mark.timeout(600)
 def test_vigil_up_serves_stops_cleanly_and_keeps_incidents(
-    run_stack: Callable[[], StackRun], stack_env: dict[str, str]
+    run_stack: Callable[[], VigilUp], stack_env: dict[str, str]
 ) -> None:
-    state_dir = Path(stack_env["VIGIL_STATE_DIR"])
     api = f"http://127.0.0.1:{stack_env['VIGIL_API_PORT']}"
 
     first = run_stack()
-    first.wait_up(timeout=180, state_dir=state_dir)
-    first.collect_descendants(state_dir)
+    first.wait_up(timeout=180)
+    first.collect_descendants()
     with httpx.Client(base_url=api, timeout=30, trust_env=False) as http:
         response = http.post(
             "/api/v1/alerts", json={"name": "HighErrorRate", "service": "checkout", "severity": "critical"}
@@ -271,7 +161,7 @@ def test_vigil_up_serves_stops_cleanly_and_keeps_incidents(
         wait_until(
             lambda: http.get(f"/api/v1/incidents/{incident_id}").status_code == 200,
             60,
-            f"incident {incident_id}; logs:\n{_logs(state_dir)}",
+            f"incident {incident_id}; logs:\n{first.report()}",
         )
 
         # Each worker process serves the Temporal SDK's Prometheus metrics on its own port.
@@ -284,8 +174,8 @@ def test_vigil_up_serves_stops_cleanly_and_keeps_incidents(
         [api_process] = [p for p in psutil.Process(first.proc.pid).children() if p.cmdline()[-2:] == ["vigil", "api"]]
         api_process.kill()
         wait_until(lambda: any("restarted api" in line for line in first.lines), 30, "the API to be restarted")
-        wait_until(lambda: _status(http, "/healthz") == 200, 60, f"the restarted API; logs:\n{_logs(state_dir)}")
-    first.collect_descendants(state_dir)
+        wait_until(lambda: _status(http, "/healthz") == 200, 60, f"the restarted API; logs:\n{first.report()}")
+    first.collect_descendants()
     # temporal, 3 workers, api, console, postgres, toyprod, traffic (+ prometheus, alertmanager where installed)
     assert len(first.descendants) >= 9, first.descendants
     commands = [" ".join(p.cmdline()) for p in first.descendants.values() if p.is_running()]
@@ -299,8 +189,8 @@ def test_vigil_up_serves_stops_cleanly_and_keeps_incidents(
     assert first.survivors() == []
 
     second = run_stack()
-    second.wait_up(timeout=180, state_dir=state_dir)
-    second.collect_descendants(state_dir)
+    second.wait_up(timeout=180)
+    second.collect_descendants()
     with httpx.Client(base_url=api, timeout=30, trust_env=False) as http:
         detail = http.get(f"/api/v1/incidents/{incident_id}")
         assert detail.status_code == 200, detail.text

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from tests.support import eventually, free_port
+from tests.vigil_up import wait_until
 from toyprod import COMMIT, VERSION
 from toyprod.app import create_app
 from toyprod.chaos import Chaos
@@ -461,14 +462,6 @@ def run_vigil(args: list[str], env: dict[str, str], timeout: float = 30) -> subp
         timeout=timeout,
         check=False,
     )
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_chaos_and_traffic_cli_against_a_toyprod_process(tmp_path: Path, vigil_stub: VigilStub) -> None:
