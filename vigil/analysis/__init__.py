@@ -1,0 +1,1 @@
+"""The evidence and analysis engine (ml worker): normalisation, templates, fingerprints, detectors."""
