@@ -505,6 +505,22 @@ def test_chaos_and_traffic_cli_against_a_toyprod_process(tmp_path: Path, vigil_s
         assert "500:" not in healed.stdout
         assert "200:" in healed.stdout
 
+        # As under `vigil up`: no terminal, runs until SIGTERM, then stops cleanly with its summary.
+        endless = subprocess.Popen(
+            [sys.executable, "-m", "vigil", "traffic", "--rps", "20"],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert endless.stdout is not None
+        assert "20 requests/s" in endless.stdout.readline()  # printed once its SIGTERM handler is in place
+        endless.terminate()
+        out, err = endless.communicate(timeout=20)
+        assert endless.returncode == 0, err
+        assert "requests in" in out
+
         refused = run_vigil(["chaos", "db-down"], {**env, "VIGIL_CHAOS_TOKEN": "wrong"})
         assert refused.returncode == 1
         assert "401" in refused.stderr

@@ -43,6 +43,7 @@ def traffic(
     """Send a realistic mix of shop traffic (products, orders, checkout) to toyprod."""
     import asyncio
     import contextlib
+    import signal
     import sys
 
     from rich.console import Console
@@ -55,14 +56,28 @@ def traffic(
 
     async def main() -> None:
         work = asyncio.create_task(run_traffic(base_url, rps, duration, stats))
+        # Under `vigil up` traffic runs without a terminal and ends by SIGTERM: a clean stop, like Ctrl-C.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, work.cancel)
         if sys.stdout.isatty():
             await _show_progress(console, work, stats, duration)
         else:
-            await work
+            console.print(f"traffic to {base_url}: {rps:g} requests/s" + (f" for {duration:g}s" if duration else ""))
+            await _log_progress(console, work, stats, base_url)
 
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         asyncio.run(main())
     console.print(f"traffic to {base_url}: {stats.summary()}")
+
+
+async def _log_progress(console: Console, work: asyncio.Task[None], stats: TrafficStats, base_url: str) -> None:
+    """Without a terminal (a log file): one status line a minute, so the log shows traffic is flowing."""
+    import asyncio
+
+    while not work.done():
+        await asyncio.wait({work}, timeout=60)
+        if not work.done():
+            console.print(f"traffic to {base_url}: {stats.summary()}")
+    await work
 
 
 async def _show_progress(console: Console, work: asyncio.Task[None], stats: TrafficStats, duration: float) -> None:
