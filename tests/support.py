@@ -6,9 +6,11 @@ import asyncio
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+
+from vigil.analysis.models import Level, LogEvent
 
 T = TypeVar("T")
 
@@ -78,3 +80,33 @@ def am_webhook(alerts: list[dict[str, Any]]) -> dict[str, Any]:
         "externalURL": "http://alertmanager.example",
         "alerts": alerts,
     }
+
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+"""Start of the time window of the analysis tests' events."""
+
+
+def log_event(
+    message: str,
+    level: Level | None = Level.ERROR,
+    *,
+    at: float = 0.0,
+    service: str | None = "checkout",
+    fields: dict[str, str] | None = None,
+    exc: str | None = None,
+    exc_msg: str | None = None,
+    frames: list[str] | None = None,
+    line: int = 1,
+) -> LogEvent:
+    """A normalised event `at` seconds after T0, as the analysis engine receives it."""
+    return LogEvent(
+        line=line,
+        ts=T0 + timedelta(seconds=at),
+        service=service,
+        level=level,
+        message=message,
+        fields=fields or {},
+        exception_type=exc,
+        exception_message=exc_msg,
+        frames=frames or [],
+    )

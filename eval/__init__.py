@@ -1,0 +1,1 @@
+"""Evaluation data and metrics (generated, labelled corpora)."""
