@@ -122,6 +122,17 @@ def logs_parse(
     raise typer.Exit(run_parse(file, message_only=fmt is ParseFormat.MESSAGE, state=state))
 
 
+@logs.command("sessions")
+def logs_sessions(
+    train: str = typer.Option(..., "--train", help='JSONL of normal sessions: {"id": ..., "events": [...]} per line.'),
+    score: str = typer.Option(..., "--score", help="JSONL of sessions to score (same shape), or '-' for stdin."),
+) -> None:
+    """Session anomalies: learn from normal sessions, write {"id", "score", "anomalous"} per scored session."""
+    from vigil.analysis.sessions import run_sessions
+
+    raise typer.Exit(run_sessions(train, score))
+
+
 @bench.command("parse")
 def bench_parse(
     lines: int = typer.Option(2000, help="Generated lines per corpus system."),
@@ -130,5 +141,41 @@ def bench_parse(
 ) -> None:
     """Template mining: grouping accuracy and lines/s of Vigil's miner vs drain3 on the generated corpus."""
     from benchmarks.parse import main
+
+    raise typer.Exit(main(["--lines", str(lines), "--repeats", str(repeats), "--seed", str(seed)]))
+
+
+@app.command()
+def analyze(bundle: str = typer.Argument(..., help="Bundle JSON file, or '-' for stdin.")) -> None:
+    """Analyse an incident bundle offline: category, confidence, root cause, evidence, actions (JSON)."""
+    from vigil.analysis.report import run_analyze
+
+    raise typer.Exit(run_analyze(bundle))
+
+
+model = typer.Typer(no_args_is_help=True, help="The incident classifier.")
+app.add_typer(model, name="model")
+
+
+@model.command("train")
+def model_train(
+    corpus: str | None = typer.Option(None, "--corpus", help="Labelled JSONL (default: the packaged corpus)."),
+    feedback: str | None = typer.Option(None, "--feedback", help="Labelled JSONL of corrections, weighted up."),
+    out: str | None = typer.Option(None, "--out", help="Model file to write (default: the packaged model)."),
+) -> None:
+    """Train the classifier; prints held-out accuracy and calibration error (ECE)."""
+    from vigil.analysis.classify import run_train
+
+    raise typer.Exit(run_train(corpus, feedback, out))
+
+
+@bench.command("analyze")
+def bench_analyze(
+    lines: int = typer.Option(100_000, help="Log lines in the generated bundle."),
+    repeats: int = typer.Option(3, help="Timing runs; figures are medians."),
+    seed: int = typer.Option(5, help="Bundle seed."),
+) -> None:
+    """End-to-end analysis time of a generated bundle vs drain3 template mining of the same lines."""
+    from benchmarks.analyze import main
 
     raise typer.Exit(main(["--lines", str(lines), "--repeats", str(repeats), "--seed", str(seed)]))

@@ -17,6 +17,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
+from activities.analysis import analyze_bundle
 from activities.retention import RetentionActivities
 from activities.store import StoreActivities
 from activities.worker_info import worker_info
@@ -49,6 +50,8 @@ async def build_worker(role: str, client: Client, stack: AsyncExitStack, setting
         stack.push_async_callback(store.close)
         workflows = [IncidentWorkflow, StackProbeWorkflow, LogRetentionWorkflow]
         activities += [StoreActivities(store).persist_incident, RetentionActivities(store, settings).delete_old_logs]
+    elif role == "ml":
+        activities.append(analyze_bundle)
     return Worker(client, task_queue=TASK_QUEUES[role], workflows=workflows, activities=activities)
 
 
