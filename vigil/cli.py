@@ -97,7 +97,7 @@ def bench_ingest(
     raise typer.Exit(run_cli(base_url=base, token=settings.api_token, params=params))
 
 
-logs = typer.Typer(no_args_is_help=True, help="Log analysis: normalisation and template mining.")
+logs = typer.Typer(no_args_is_help=True, help="Log analysis: template mining and session anomalies.")
 app.add_typer(logs, name="logs")
 
 

@@ -13,7 +13,6 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
@@ -23,6 +22,7 @@ from activities.store import StoreActivities
 from activities.worker_info import worker_info
 from vigil.settings import INCIDENTS_TASK_QUEUE, INTEGRATIONS_TASK_QUEUE, ML_TASK_QUEUE, Settings
 from vigil.store.database import Store, database_url
+from vigil.temporal import connect
 from workflows.incident import IncidentWorkflow
 from workflows.probe import StackProbeWorkflow
 from workflows.retention import LogRetentionWorkflow, ensure_retention_schedule
@@ -62,12 +62,7 @@ async def run_worker(role: str, settings: Settings) -> None:
             metrics=PrometheusConfig(bind_address=f"{settings.listen_host}:{metrics_port(role, settings)}")
         )
     )
-    client = await Client.connect(
-        settings.temporal_target,
-        namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
-        runtime=runtime,
-    )
+    client = await connect(settings, runtime=runtime)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
