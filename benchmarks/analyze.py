@@ -1,6 +1,7 @@
-"""End-to-end analysis time (`vigil.analysis.report.analyze`) for a generated 100k-line bundle with a fault
-(a database outage in mixed formats: JSON, logfmt, Python logging, syslog), median of N runs, against a
-baseline of drain3's `TemplateMiner` over the same raw lines in the same process. `vigil bench analyze`.
+"""End-to-end analysis time (`vigil.analysis.report.analyze`) and the normaliser's alone, for a generated
+100k-line bundle with a fault (a database outage in mixed formats: JSON, logfmt, Python logging, syslog),
+median of N runs, against a baseline of drain3's `TemplateMiner` over the same raw lines in the same process.
+`vigil bench analyze`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 from eval.incidentcorpus import big_bundle
 from vigil.analysis.bundle import parse_bundle
+from vigil.analysis.normalise import normalise
 from vigil.analysis.report import analyze
 
 
@@ -51,6 +53,8 @@ def run(lines: int, repeats: int, seed: int) -> dict[str, object]:
     bundle = parse_bundle(data)
     report = analyze(bundle)  # warm-up, and the result to report
     ours = _median_ms(lambda: analyze(bundle), repeats)
+    lines_only = [r.line for r in bundle.logs]
+    normalise_ms = _median_ms(lambda: sum(1 for _ in normalise(lines_only)), repeats)
     baseline = drain_baseline([r.line for r in bundle.logs])
     drain_ms = _median_ms(baseline, repeats) if baseline is not None else None
     return {
@@ -58,6 +62,8 @@ def run(lines: int, repeats: int, seed: int) -> dict[str, object]:
         "repeats": repeats,
         "analyze_ms": round(ours, 1),
         "analyze_lines_per_s": round(lines / ours * 1000),
+        "normalise_ms": round(normalise_ms, 1),
+        "normalise_lines_per_s": round(lines / normalise_ms * 1000),
         "drain3_ms": None if drain_ms is None else round(drain_ms, 1),
         "ratio_analyze_over_drain3": None if drain_ms is None else round(ours / drain_ms, 2),
         "category": report.category.value,

@@ -721,3 +721,368 @@ if __name__ == "__main__":  # python -m eval.incidentcorpus OUT.jsonl
     import sys
 
     write_jsonl(sys.argv[1] if len(sys.argv) > 1 else "incidents.jsonl", corpus())
+
+
+# -- hand-made, out-of-distribution incidents ------------------------------------------------------------------
+#
+# Written by hand as raw lines in the shapes SREs meet (structured JSON logs, nginx access/error logs, Java stack
+# traces, PostgreSQL server logs, kubelet/kernel messages), not in the generator's phrasing above: a check that
+# the classifier and its calibration hold up on bundles unlike its training corpus.
+
+HANDMADE_T0 = datetime(2026, 5, 14, 9, 0, tzinfo=UTC)
+
+
+def _at(minute: float) -> datetime:
+    return HANDMADE_T0 + timedelta(minutes=minute)
+
+
+def _log(minute: float, service: str, line: str) -> dict[str, Any]:
+    return {"ts": _at(minute).isoformat(), "service": service, "line": line}
+
+
+def _nginx(minute: float, service: str, i: int, path: str, status: int, upstream_s: float) -> dict[str, Any]:
+    stamp = _at(minute).strftime("%d/%b/%Y:%H:%M:%S +0000")
+    size = 0 if status >= 500 else 512 + (i * 37) % 900
+    line = (
+        f'10.42.{i % 7}.{20 + i % 200} - - [{stamp}] "GET {path}?page={i % 5} HTTP/1.1" {status} {size} "-" '
+        f'"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36" rt={upstream_s + 0.002:.3f} uct="0.000" '
+        f'urt="{upstream_s:.3f}"'
+    )
+    return _log(minute, service, line)
+
+
+def _json(minute: float, service: str, level: str, msg: str, **extra: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {"@timestamp": _at(minute).isoformat(timespec="milliseconds"), "level": level}
+    record |= {"logger_name": f"com.shop.{service}", "thread_name": "http-nio-8080-exec-7", "message": msg}
+    return _log(minute, service, json.dumps(record | extra))
+
+
+def _steps(name: str, labels: dict[str, str], before: float, after: float, at_minute: float) -> dict[str, Any]:
+    """A 15 s-resolution series over the 40 minutes of a hand-made incident, stepping at `at_minute`."""
+    points = []
+    for k in range(160):
+        minute = k / 4
+        wobble = ((k * 7919) % 13 - 6) / 6 * 0.03 * max(abs(before), 1.0)
+        points.append([_at(minute).timestamp(), (after if minute >= at_minute else before) + wobble])
+    return {"name": name, "labels": labels, "points": points}
+
+
+def _traffic(service: str, until: float, path: str = "/api/cart") -> list[dict[str, Any]]:
+    return [_nginx(m / 2, service, m, path, 200, 0.011 + (m % 5) / 100) for m in range(int(until * 2))]
+
+
+def _alert(name: str, service: str, minute: float, summary: str, severity: str = "critical") -> dict[str, Any]:
+    labels = {"alertname": name, "service": service, "severity": severity, "namespace": "shop"}
+    return {
+        "status": "firing",
+        "labels": labels,
+        "annotations": {"summary": summary},
+        "startsAt": _at(minute).isoformat(),
+    }
+
+
+def _bad_deploy() -> dict[str, Any]:
+    npe = (
+        'java.lang.NullPointerException: Cannot invoke "com.shop.checkout.model.Cart.getItems()" because "cart" is null\n'
+        "\tat com.shop.checkout.pricing.PriceCalculator.subtotal(PriceCalculator.java:88)\n"
+        "\tat com.shop.checkout.api.CartController.summary(CartController.java:142)\n"
+        "\tat jdk.internal.reflect.GeneratedMethodAccessor211.invoke(Unknown Source)\n"
+        "\tat org.springframework.web.servlet.FrameworkServlet.service(FrameworkServlet.java:883)"
+    )
+    logs = _traffic("checkout", 20)
+    logs += [_json(m / 2, "checkout", "INFO", "Started CheckoutApplication in 7.412 seconds") for m in (40,)]
+    for m in range(41, 80):
+        logs.append(_nginx(m / 2, "checkout", m, "/api/cart", 500 if m % 3 else 200, 0.004))
+        if m % 3:
+            logs.append(_json(m / 2 + 0.01, "checkout", "ERROR", "Request processing failed", stack_trace=npe))
+    return {
+        "alerts": [_alert("CheckoutHighErrorRate", "checkout", 24, "checkout 5xx ratio above 5% for 2m")],
+        "logs": logs,
+        "deploys": [
+            {
+                "ts": _at(19.5).isoformat(),
+                "service": "checkout",
+                "version": "2.14.0",
+                "commit": "9f3c2ab",
+                "author": "rkumar",
+                "description": "CHK-812 price cart summary server-side",
+            }
+        ],
+        "metrics": [_steps("http_requests_total:rate1m", {"service": "checkout", "status": "500"}, 0.0, 6.5, 20.5)],
+    }
+
+
+def _db_pool() -> dict[str, Any]:
+    hikari = (
+        "java.sql.SQLTransientConnectionException: HikariPool-1 - Connection is not available, request timed out after 30000ms.\n"
+        "\tat com.zaxxer.hikari.pool.HikariPool.createTimeoutException(HikariPool.java:696)\n"
+        "\tat com.zaxxer.hikari.pool.HikariPool.getConnection(HikariPool.java:197)\n"
+        "\tat com.zaxxer.hikari.HikariDataSource.getConnection(HikariDataSource.java:100)\n"
+        "\tat org.hibernate.engine.jdbc.connections.internal.DatasourceConnectionProviderImpl.getConnection(DatasourceConnectionProviderImpl.java:122)"
+    )
+    logs = _traffic("orders", 18, "/api/orders")
+    for m in range(36, 80):
+        logs.append(_nginx(m / 2, "orders", m, "/api/orders", 500 if m % 2 else 200, 30.01 if m % 2 else 0.9))
+        if m % 2:
+            logs.append(
+                _json(
+                    m / 2 + 0.01,
+                    "orders",
+                    "ERROR",
+                    "Could not open JPA EntityManager for transaction",
+                    stack_trace=hikari,
+                )
+            )
+        if m % 4 == 0:
+            logs.append(
+                _json(
+                    m / 2,
+                    "orders",
+                    "WARN",
+                    "HikariPool-1 - Thread starvation or clock leap detected (housekeeper delta=1m2s).",
+                )
+            )
+    for m in range(40, 80, 5):
+        logs.append(
+            _log(
+                m / 2,
+                "postgres",
+                f"{_at(m / 2).strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]} UTC [{3100 + m}] orders@orders FATAL:  remaining connection slots are reserved for non-replication superuser connections",
+            )
+        )
+    return {
+        "alerts": [_alert("OrdersLatencyHigh", "orders", 20, "p99 latency of orders above 2s")],
+        "logs": logs,
+        "metrics": [
+            _steps("hikaricp_connections_active", {"pool": "HikariPool-1", "service": "orders"}, 6.0, 20.0, 17.75),
+            _steps("hikaricp_connections_pending", {"pool": "HikariPool-1", "service": "orders"}, 0.0, 37.0, 18.25),
+        ],
+    }
+
+
+def _oom() -> dict[str, Any]:
+    logs = _traffic("recommender", 25, "/v2/recommendations")
+    for k, m in enumerate((12.0, 17.5, 23.0, 29.0, 35.5)):
+        pid = 2311 + k * 97
+        logs += [
+            _log(
+                m,
+                "kernel",
+                f"[{482113 + k * 331}.{k * 17:06d}] java invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=969",
+            ),
+            _log(
+                m,
+                "kernel",
+                f"[{482113 + k * 331}.{k * 17 + 9:06d}] Memory cgroup out of memory: Killed process {pid} (java) total-vm:9348220kB, anon-rss:2093012kB, file-rss:21460kB, shmem-rss:0kB, UID:1001 pgtables:5028kB oom_score_adj:969",
+            ),
+            _log(
+                m + 0.1,
+                "kubelet",
+                f'I0514 {_at(m + 0.1).strftime("%H:%M:%S")}.512331    1873 kuberuntime_container.go:709] "Killing container with a grace period" pod="shop/recommender-7c9f6d8b54-x2kqp" podUID=0d6f1c2e containerName="recommender" containerID="containerd://4be1{k}" gracePeriod=30',
+            ),
+            _log(
+                m + 0.2,
+                "kubelet",
+                f'E0514 {_at(m + 0.2).strftime("%H:%M:%S")}.104512    1873 pod_workers.go:1298] "Error syncing pod, skipping" err="failed to \\"StartContainer\\" for \\"recommender\\" with CrashLoopBackOff: \\"back-off {10 * 2**k}s restarting failed container=recommender pod=recommender-7c9f6d8b54-x2kqp_shop(0d6f1c2e)\\"" pod="shop/recommender-7c9f6d8b54-x2kqp"',
+            ),
+            _log(
+                m + 0.3,
+                "events",
+                f"LAST SEEN: 3s TYPE: Warning REASON: OOMKilled OBJECT: pod/recommender-7c9f6d8b54-x2kqp MESSAGE: Container recommender exceeded its memory limit (2Gi), exit code 137 (restart {k + 1})",
+            ),
+        ]
+    return {
+        "alerts": [
+            _alert(
+                "KubePodNotReady",
+                "recommender",
+                13,
+                "Pod shop/recommender-7c9f6d8b54-x2kqp has been in a non-ready state",
+            )
+        ],
+        "logs": logs,
+        "metrics": [
+            _steps(
+                "container_memory_working_set_bytes",
+                {"container": "recommender", "namespace": "shop"},
+                1.2e9,
+                2.1e9,
+                11.5,
+            ),
+        ],
+    }
+
+
+def _disk_full() -> dict[str, Any]:
+    logs = _traffic("catalog", 21, "/api/products")
+    stamp = "%Y-%m-%d %H:%M:%S.%f"
+    for m in range(42, 80):
+        minute = m / 2
+        logs.append(_nginx(minute, "catalog", m, "/api/products", 500 if m % 2 else 200, 0.02))
+        if m % 2:
+            logs.append(
+                _log(
+                    minute,
+                    "postgres",
+                    f'{_at(minute).strftime(stamp)[:-3]} UTC [{4100 + m}] catalog@catalog ERROR:  could not extend file "base/16384/2619.1": No space left on device',
+                )
+            )
+            logs.append(
+                _log(
+                    minute,
+                    "postgres",
+                    f"{_at(minute).strftime(stamp)[:-3]} UTC [{4100 + m}] catalog@catalog HINT:  Check free disk space.",
+                )
+            )
+        if m % 6 == 0:
+            logs.append(
+                _log(
+                    minute,
+                    "nginx-error",
+                    f'{_at(minute).strftime("%Y/%m/%d %H:%M:%S")} [crit] 31#31: *{9000 + m} pwrite() "/var/cache/nginx/client_temp/00000{m:05d}" failed (28: No space left on device), client: 10.42.3.77, server: catalog.shop.internal, request: "POST /api/products/import HTTP/1.1"',
+                )
+            )
+    logs.append(
+        _log(
+            22.0,
+            "kubelet",
+            'W0514 09:22:00.118812    1873 eviction_manager.go:351] "Eviction manager: attempting to reclaim" resourceName="ephemeral-storage"',
+        )
+    )
+    return {
+        "alerts": [
+            _alert(
+                "NodeFilesystemAlmostOutOfSpace",
+                "catalog",
+                21.5,
+                "Filesystem on /dev/nvme1n1 at db-2 has 0.4% available space left",
+            )
+        ],
+        "logs": logs,
+        "metrics": [
+            _steps(
+                "node_filesystem_avail_bytes",
+                {"device": "/dev/nvme1n1", "mountpoint": "/var/lib/postgresql"},
+                4.2e9,
+                1.6e7,
+                20.75,
+            ),
+        ],
+    }
+
+
+def _tls_expired() -> dict[str, Any]:
+    logs = _traffic("gateway", 15, "/v1/accounts")
+    for m in range(30, 80):
+        minute = m / 2
+        logs.append(_nginx(minute, "gateway", m, "/v1/accounts", 502, 0.003))
+        logs.append(
+            _log(
+                minute,
+                "gateway",
+                f'{_at(minute).strftime("%Y/%m/%d %H:%M:%S")} [error] 24#24: *{700 + m} SSL_do_handshake() failed (SSL: error:0A000086:SSL routines::certificate verify failed) while SSL handshaking to upstream, client: 10.42.1.{m}, server: api.shop.example, request: "GET /v1/accounts HTTP/1.1", upstream: "https://10.43.12.9:8443/v1/accounts"',
+            )
+        )
+        if m % 5 == 0:
+            logs.append(
+                _json(
+                    minute,
+                    "accounts-sync",
+                    "ERROR",
+                    'Post "https://accounts.shop.internal:8443/v1/sync": tls: failed to verify certificate: x509: certificate has expired or is not yet valid: current time 2026-05-14T09:15:03Z is after 2026-05-14T09:15:00Z',
+                )
+            )
+    return {
+        "alerts": [
+            _alert("ProbeFailure", "accounts", 16, "Blackbox probe https://accounts.shop.internal:8443/healthz failing")
+        ],
+        "logs": logs,
+        "metrics": [
+            _steps("probe_success", {"instance": "https://accounts.shop.internal:8443/healthz"}, 1.0, 0.0, 15.0)
+        ],
+    }
+
+
+def _rate_limited() -> dict[str, Any]:
+    logs = _traffic("payments-api", 16, "/api/payments")
+    for m in range(32, 80):
+        minute = m / 2
+        logs.append(_nginx(minute, "payments-api", m, "/api/payments", 503 if m % 2 else 200, 2.4))
+        logs.append(
+            _json(
+                minute,
+                "payments-api",
+                "WARN",
+                "Stripe API request failed: 429 Too Many Requests (request_id=req_8Hq2k; retry after 2s)",
+                http_status=429,
+                upstream="api.stripe.com",
+                attempt=1 + m % 3,
+            )
+        )
+        if m % 2:
+            logs.append(
+                _json(
+                    minute,
+                    "payments-api",
+                    "ERROR",
+                    "charge failed after 3 attempts: upstream api.stripe.com rate limit exceeded",
+                    order_id=f"ord_{51000 + m}",
+                )
+            )
+    return {
+        "alerts": [
+            _alert("PaymentsErrorBudgetBurn", "payments-api", 17, "payments-api is burning its error budget 14x")
+        ],
+        "logs": logs,
+        "metrics": [_steps("stripe_client_responses_total:rate1m", {"code": "429"}, 0.0, 18.0, 16.0)],
+    }
+
+
+def _dns() -> dict[str, Any]:
+    logs = _traffic("shipping", 22, "/api/quotes")
+    for m in range(44, 80):
+        minute = m / 2
+        logs.append(_nginx(minute, "shipping", m, "/api/quotes", 502, 5.0))
+        logs.append(
+            _log(
+                minute,
+                "shipping",
+                json.dumps(
+                    {
+                        "level": "error",
+                        "ts": _at(minute).timestamp(),
+                        "caller": "carrier/client.go:118",
+                        "msg": "quote request failed",
+                        "carrier": "dhl",
+                        "error": 'Get "https://rates.carrier-gw.svc.cluster.local/v1/quote": dial tcp: lookup rates.carrier-gw.svc.cluster.local on 10.96.0.10:53: read udp 10.42.5.17:40612->10.96.0.10:53: i/o timeout',
+                    }
+                ),
+            )
+        )
+        if m % 4 == 0:
+            logs.append(
+                _log(
+                    minute,
+                    "coredns",
+                    f"[ERROR] plugin/errors: 2 rates.carrier-gw.svc.cluster.local. A: read udp 10.42.0.9:52144->169.254.169.253:53: i/o timeout (attempt {m})",
+                )
+            )
+    return {
+        "alerts": [_alert("ShippingQuotesFailing", "shipping", 23, "shipping quote success ratio below 90%")],
+        "logs": logs,
+        "metrics": [_steps("coredns_dns_responses_total:rate1m", {"rcode": "SERVFAIL"}, 0.0, 40.0, 21.5)],
+    }
+
+
+def handmade() -> list[dict[str, Any]]:
+    """Hand-written incidents, labelled like the corpus: {"category", "code_related", "scenario", "bundle"}."""
+    cases = [
+        ("deployment", True, "bad-deploy", _bad_deploy()),
+        ("database", False, "db-pool", _db_pool()),
+        ("memory", False, "oom", _oom()),
+        ("storage", False, "disk-full", _disk_full()),
+        ("security", False, "tls-expired", _tls_expired()),
+        ("dependency", False, "rate-limited", _rate_limited()),
+        ("network", False, "dns", _dns()),
+    ]
+    return [{"category": c, "code_related": code, "scenario": s, "bundle": b} for c, code, s, b in cases]

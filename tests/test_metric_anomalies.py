@@ -70,3 +70,14 @@ def test_evidence_ids_are_stable_and_short() -> None:
     assert one == evidence_id("http_5xx_rate", {"env": "prod", "service": "api"})
     assert one.startswith("metric:http_5xx_rate:")
     assert len(one) == len("metric:http_5xx_rate:") + 8
+
+
+def test_series_pinned_at_a_limit_has_one_change() -> None:
+    # A pool that saturates stays exactly at its limit: most differences are zero, so the noise scale must
+    # come from the part that moves, or every wobble before the step would count as a change.
+    rng = random.Random(7)
+    points = [(1000 + i * STEP, float(max(0, round(rng.gauss(4, 1)))) if i < 60 else 20.0) for i in range(160)]
+    found = analyse_series(MetricSeries(name="db_pool_in_use", points=points))
+    assert found is not None
+    assert [c.ts for c in found.change_points] == [1000 + 60 * STEP]
+    assert found.onset == 1000 + 60 * STEP

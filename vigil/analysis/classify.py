@@ -2,10 +2,27 @@
 
 Features (`report.features_of`): detector names and categories (log counts), normalised exception types,
 words of error templates and alerts, alert names/labels and deploy proximity. The model is a multinomial
-logistic regression (scikit-learn, trained by `vigil model train`) over those sparse features, calibrated by
-temperature scaling on a held-out part of the corpus. It is stored as a small JSON file (vocabulary, weights,
-temperature) in `vigil/analysis/data/` and scored with numpy alone, so inference needs no scikit-learn.
-Without a model file, `fallback_classify` votes by detector category.
+logistic regression (scikit-learn, trained by `vigil model train`) over those sparse features. It is stored as
+a JSON file (vocabulary, weights, calibration, the training incidents' feature sets) in `vigil/analysis/data/`
+and scored with numpy alone, so inference needs no scikit-learn.
+
+The corpus is generated, so the regression alone is overconfident on incidents unlike it (a bad deploy with
+exception words it associates with configuration, 0.98 "configuration"). Its logits are therefore combined
+with two things before the softmax:
+
+- the detectors' votes (`evidence_votes`: detector categories weighted by log counts, a deploy followed by
+  new exceptions for `deployment`, resource metrics that moved), as ``w * log q`` with ``q`` the smoothed vote
+  share: independent, rule-based evidence that does not depend on phrasing seen in training;
+- the distance to the training data: ``similarity`` is the Jaccard similarity of the feature set to the
+  nearest training incident's, and the model's logits are scaled by ``lambda = clip((sim - lo) / (hi - lo))``.
+  Far from every training incident (``lambda -> 0``) only the detectors speak, and with no detector evidence
+  either the distribution is close to uniform: low confidence.
+
+On a calibration part of the training split, ``w`` is fitted first by minimising the NLL of the detectors'
+votes alone (they speak alone far from the training data), then ``T`` and ``v``, the detectors' weight next
+to the model, given it; the weight of the votes is ``lambda * v + (1 - lambda) * w``. ``lo`` and ``hi`` are
+quantiles of the calibration incidents' similarity (`SIMILARITY_QUANTILES`). Without a model file,
+`fallback_classify` votes by detector category.
 """
 
 from __future__ import annotations
@@ -29,7 +46,15 @@ CATEGORIES: tuple[str, ...] = tuple(c.value for c in Category)
 DATA_DIR = Path(str(resources.files("vigil.analysis") / "data"))
 DEFAULT_MODEL = DATA_DIR / "classifier.json"
 DEFAULT_CORPUS = DATA_DIR / "incidents.jsonl"
-MODEL_FORMAT = "vigil-incident-classifier/1"
+MODEL_FORMAT = "vigil-incident-classifier/2"
+LEGACY_FORMAT = "vigil-incident-classifier/1"
+PRIOR_ALPHA = 1.0  # smoothing of the detectors' vote share: one vote is weak evidence, not certainty
+DEPLOY_VOTE = 2.0  # a deploy followed by new exceptions in its service, as many votes as ~6 log lines
+# The similarity range over which the model's weight goes from 0 to 1: quantiles of held-out in-distribution
+# incidents' similarity. A trade: higher quantiles distrust the model sooner out of distribution, and cost
+# held-out accuracy where the detectors alone are wrong.
+SIMILARITY_QUANTILES = (0.0, 0.25)
+_CATEGORY_INDEX = {c: i for i, c in enumerate(CATEGORIES)}
 
 
 @dataclass(frozen=True)
@@ -38,17 +63,117 @@ class Prediction:
     confidence: float
     probabilities: dict[str, float]
     source: str  # "model" or "fallback"
+    similarity: float | None = None  # Jaccard, to the nearest training incident (model only)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How logits, detector votes and distance to the training data combine (see the module docstring)."""
+
+    temperature: float = 1.0
+    prior_weight: float = 0.0  # of the detectors' votes far from the training data (alone)
+    sim_lo: float = 0.0
+    sim_hi: float = 0.0
+    prior_weight_near: float = 0.0  # of the detectors' votes next to the model's logits, in distribution
+
+    def model_weight(self, similarity: float | None) -> float:
+        if similarity is None or self.sim_hi <= self.sim_lo:
+            return 1.0
+        return min(max((similarity - self.sim_lo) / (self.sim_hi - self.sim_lo), 0.0), 1.0)
+
+
+def evidence_votes(features: Features) -> Any:
+    """Votes per category (in `CATEGORIES` order) from the rule-based evidence among the features.
+
+    Errors that rose after a deploy (the bad-deploy detector) are strong evidence of the deploy when they are
+    new application exceptions; when they are not (a full disk right after a release), they count half.
+    """
+    votes = np.zeros(len(CATEGORIES))
+    for name, value in features.items():
+        if name.startswith("detcat:"):
+            j = _CATEGORY_INDEX.get(name[7:])
+            if j is not None:
+                votes[j] += value
+    deployment = _CATEGORY_INDEX["deployment"]
+    if features.get("deploy:app_exc_after"):
+        votes[deployment] += DEPLOY_VOTE
+    else:
+        votes[deployment] -= 0.5 * features.get("det:bad-deploy", 0.0)
+    return votes
+
+
+def _log_prior(votes: Any) -> Any:
+    q = votes + PRIOR_ALPHA
+    return np.log(q / q.sum())
+
+
+def _softmax(z: Any) -> Any:
+    z = z - z.max(axis=-1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(axis=-1, keepdims=True)
 
 
 class Classifier:
-    """A trained model: vocabulary → weights, softmax with a temperature."""
+    """A trained model: vocabulary → weights, combined with detector votes and the distance to training data."""
 
-    def __init__(self, classes: Sequence[str], vocabulary: Mapping[str, int], coef: Any, intercept: Any, t: float):
+    def __init__(
+        self,
+        classes: Sequence[str],
+        vocabulary: Mapping[str, int],
+        coef: Any,
+        intercept: Any,
+        t: float,
+        *,
+        calibration: Calibration | None = None,
+        reference: Sequence[Sequence[int]] = (),
+    ):
         self.classes = list(classes)
         self.vocabulary = dict(vocabulary)
         self.coef = np.asarray(coef, dtype=np.float64)  # (n_classes, n_features)
         self.intercept = np.asarray(intercept, dtype=np.float64)
-        self.temperature = float(t)
+        self.calibration = calibration or Calibration(temperature=float(t))
+        self.reference = [sorted(set(row)) for row in reference]  # training incidents' feature indexes
+        self._matrix: Any = None
+        self._sizes: Any = None
+
+    @property
+    def temperature(self) -> float:
+        return self.calibration.temperature
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        c = self.calibration
+        self.calibration = Calibration(value, c.prior_weight, c.sim_lo, c.sim_hi, c.prior_weight_near)
+
+    def similarity(self, features: Features) -> float | None:
+        """Jaccard similarity of the feature set to the nearest training incident's; None without reference."""
+        if not self.reference:
+            return None
+        if not features:
+            return 0.0
+        if self._matrix is None:
+            matrix = np.zeros((len(self.reference), len(self.vocabulary)), dtype=np.float32)
+            for i, row in enumerate(self.reference):
+                matrix[i, row] = 1.0
+            self._matrix = matrix
+            self._sizes = matrix.sum(axis=1)
+        known = [j for j in (self.vocabulary.get(name) for name in features) if j is not None]
+        if not known:
+            return 0.0
+        shared = self._matrix[:, known].sum(axis=1)
+        scores = shared / (self._sizes + len(features) - shared)
+        return round(float(scores.max()), 4)
+
+    def combined(self, features: Features) -> tuple[Any, float | None]:
+        """Calibrated class scores (before the softmax) and the similarity they were weighted by."""
+        c = self.calibration
+        sim = self.similarity(features)
+        lam = c.model_weight(sim)
+        z = lam * self.logits(features) / c.temperature
+        w = lam * c.prior_weight_near + (1 - lam) * c.prior_weight
+        if w:
+            z = z + w * _log_prior(evidence_votes(features))
+        return z, sim
 
     def logits(self, features: Features) -> Any:
         z = self.intercept.copy()
@@ -59,22 +184,25 @@ class Classifier:
         return z
 
     def predict(self, features: Features) -> Prediction:
-        z = self.logits(features) / self.temperature
-        z -= z.max()
-        p = np.exp(z)
-        p /= p.sum()
+        z, sim = self.combined(features)
+        p = _softmax(z)
         best = int(p.argmax())
         probs = {c: round(float(v), 4) for c, v in zip(self.classes, p, strict=True)}
-        return Prediction(Category(self.classes[best]), float(p[best]), probs, "model")
+        return Prediction(Category(self.classes[best]), float(p[best]), probs, "model", sim)
 
     def to_json(self) -> dict[str, Any]:
+        c = self.calibration
         return {
             "format": MODEL_FORMAT,
             "classes": self.classes,
-            "temperature": round(self.temperature, 6),
+            "temperature": round(c.temperature, 6),
+            "prior_weight": round(c.prior_weight, 6),
+            "prior_weight_near": round(c.prior_weight_near, 6),
+            "similarity_range": [round(c.sim_lo, 6), round(c.sim_hi, 6)],
             "intercept": [round(float(v), 6) for v in self.intercept],
             "vocabulary": sorted(self.vocabulary, key=self.vocabulary.__getitem__),
             "coef": [[round(float(v), 5) for v in row] for row in self.coef],
+            "reference": self.reference,
         }
 
     def save(self, path: str | Path) -> None:
@@ -87,10 +215,29 @@ class Classifier:
     @classmethod
     def load(cls, path: str | Path) -> Classifier:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if data.get("format") != MODEL_FORMAT:
+        if data.get("format") not in (MODEL_FORMAT, LEGACY_FORMAT):
             raise ValueError(f"{path}: not a {MODEL_FORMAT} model")
         vocabulary = {name: i for i, name in enumerate(data["vocabulary"])}
-        return cls(data["classes"], vocabulary, data["coef"], data["intercept"], data["temperature"])
+        if data["format"] == LEGACY_FORMAT:  # temperature only: scored as before, without votes or similarity
+            calibration = Calibration(float(data["temperature"]))
+        else:
+            lo, hi = data["similarity_range"]
+            calibration = Calibration(
+                float(data["temperature"]),
+                float(data["prior_weight"]),
+                float(lo),
+                float(hi),
+                float(data["prior_weight_near"]),
+            )
+        return cls(
+            data["classes"],
+            vocabulary,
+            data["coef"],
+            data["intercept"],
+            calibration.temperature,
+            calibration=calibration,
+            reference=data.get("reference", ()),
+        )
 
 
 @lru_cache(maxsize=1)
@@ -169,24 +316,43 @@ def _fit(rows: Sequence[tuple[Features, str]], c: float = 1.0) -> Classifier:
         coef[CATEGORIES.index(k)] = model.coef_[i] if len(classes) > 2 else (model.coef_[0] * (1 if i else -1))
         intercept[CATEGORIES.index(k)] = model.intercept_[i] if len(classes) > 2 else 0.0
     vocabulary = {str(name): int(j) for name, j in vectorizer.vocabulary_.items()}
-    return Classifier(CATEGORIES, vocabulary, coef, intercept, 1.0)
+    reference = [[vocabulary[name] for name in f if name in vocabulary] for f, _ in rows]
+    return Classifier(CATEGORIES, vocabulary, coef, intercept, 1.0, reference=reference)
 
 
-def _nll(model: Classifier, rows: Sequence[tuple[Features, str]], t: float) -> float:
+def _nll(model: Classifier, rows: Sequence[tuple[Features, str]]) -> float:
     total = 0.0
     for features, label in rows:
-        z = model.logits(features) / t
-        z -= z.max()
-        logp = z - math.log(float(np.exp(z).sum()))
-        total -= float(logp[model.classes.index(label)])
+        z, _ = model.combined(features)
+        z = z - z.max()
+        total -= float(z[model.classes.index(label)] - math.log(float(np.exp(z).sum())))
     return total / max(len(rows), 1)
 
 
-def _fit_temperature(model: Classifier, rows: Sequence[tuple[Features, str]]) -> float:
+def _fit_calibration(model: Classifier, rows: Sequence[tuple[Features, str]]) -> Calibration:
+    """Temperature, detector-vote weight and similarity range from held-out rows (see the module docstring)."""
     if not rows:
-        return 1.0
-    grid = [round(0.1 * 1.12**k, 4) for k in range(45)]
-    return min(grid, key=lambda t: _nll(model, rows, t))
+        return Calibration()
+    sims = np.array([model.similarity(f) or 0.0 for f, _ in rows])
+    lo, hi = (float(q) for q in np.quantile(sims, SIMILARITY_QUANTILES))
+    base = Calibration(1.0, 0.0, lo, hi)
+    weights = np.array([base.model_weight(float(s)) for s in sims])
+    logits = np.array([model.logits(f) for f, _ in rows])
+    priors = np.array([_log_prior(evidence_votes(f)) for f, _ in rows])
+    labels = np.array([model.classes.index(label) for _, label in rows])
+
+    def nll(z: Any) -> float:
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return float(-logp[np.arange(len(rows)), labels].mean())
+
+    # The detectors' weight alone (as they speak far from the training data), then the temperature and the
+    # detectors' weight next to the model's logits.
+    w = min((0.25 * k for k in range(25)), key=lambda w: nll(w * priors))
+    lam = weights[:, None]
+    grid = [(round(0.1 * 1.12**k, 4), 0.5 * v) for k in range(45) for v in range(9)]
+    t, v = min(grid, key=lambda tv: nll(lam * (logits / tv[0] + tv[1] * priors) + (1 - lam) * w * priors))
+    return Calibration(t, w, lo, hi, v)
 
 
 def evaluate(model: Classifier, rows: Sequence[tuple[Features, str]]) -> tuple[float, float, float]:
@@ -195,7 +361,7 @@ def evaluate(model: Classifier, rows: Sequence[tuple[Features, str]]) -> tuple[f
     correct = [p.category.value == label for p, (_, label) in zip(preds, rows, strict=True)]
     accuracy = sum(correct) / max(len(rows), 1)
     ece = expected_calibration_error([p.confidence for p in preds], correct)
-    return accuracy, ece, _nll(model, rows, model.temperature)
+    return accuracy, ece, _nll(model, rows)
 
 
 def split(rows: Sequence[tuple[Features, str]], seed: int = 1, test_share: float = 0.25) -> tuple[list[Any], list[Any]]:
@@ -215,7 +381,7 @@ def split(rows: Sequence[tuple[Features, str]], seed: int = 1, test_share: float
 def train(
     rows: Sequence[tuple[Features, str]], *, seed: int = 1, test_share: float = 0.25, final: bool = True
 ) -> TrainResult:
-    """Fit on the training split, fit the temperature on a calibration part of it, measure on the test split.
+    """Fit on the training split, calibrate on a held-out part of it, measure on the test split.
 
     With `final`, the returned model is then refitted on all rows (with the measured temperature), the
     figures staying those of the held-out split.
@@ -223,12 +389,12 @@ def train(
     train_rows, test_rows = split(rows, seed, test_share)
     fit_rows, calib_rows = split(train_rows, seed + 1, 0.25)
     model = _fit(fit_rows)
-    model.temperature = _fit_temperature(model, calib_rows)
+    model.calibration = _fit_calibration(model, calib_rows)
     accuracy, ece, nll = evaluate(model, test_rows)
     if final:
-        temperature = model.temperature
+        calibration = model.calibration
         model = _fit(rows)
-        model.temperature = temperature
+        model.calibration = calibration
     return TrainResult(model, len(train_rows), len(test_rows), accuracy, ece, nll)
 
 
@@ -285,6 +451,9 @@ def run_train(corpus: str | None, feedback: str | None, out: str | None, *, feed
         "ece": round(result.ece, 4),
         "nll": round(result.nll, 4),
         "temperature": result.classifier.temperature,
+        "prior_weight": result.classifier.calibration.prior_weight,
+        "prior_weight_near": result.classifier.calibration.prior_weight_near,
+        "similarity_range": [result.classifier.calibration.sim_lo, result.classifier.calibration.sim_hi],
         "features": len(result.classifier.vocabulary),
     }
     print(json.dumps(summary, indent=2))

@@ -2,7 +2,8 @@
 
 For each series ``[(unix_ts, value), ...]`` (NaN/inf dropped, sorted, duplicate timestamps keep the last):
 
-- **noise scale**: ``sigma = 1.4826 * MAD(first differences) / sqrt(2)``, robust to steps and spikes;
+- **noise scale**: ``sigma = 1.4826 * MAD(first differences) / sqrt(2)``, robust to steps and spikes (of the
+  nonzero differences when most are zero: a series pinned at a limit for a while);
 - **change points** by binary segmentation with a two-sample mean statistic: for every split with at least
   ``min_segment`` points each side, ``t = |mean(left) - mean(right)| / (sigma * sqrt(1/nl + 1/nr))`` (cumulative
   sums, O(n) per segment); the best split is kept when ``t >= threshold`` and both sides are searched again, up
@@ -75,11 +76,23 @@ def clean(points: Sequence[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray
     return np.array(ts_sorted, dtype=float), np.array([by_ts[t] for t in ts_sorted], dtype=float)
 
 
+def _mad_sigma(d: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2))
+
+
 def noise_sigma(values: np.ndarray) -> float:
+    """The noise scale from first differences; where most of them are zero (a gauge pinned at a limit, a
+    counter rate at zero) the MAD is zero, so the differences that move give the scale instead: otherwise
+    every wobble of the moving part would count as a change."""
     if len(values) < 3:
         return 0.0
     d = np.diff(values)
-    return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2))
+    sigma = _mad_sigma(d)
+    if sigma == 0:
+        moving = d[d != 0]
+        if len(moving) >= 3:
+            sigma = _mad_sigma(moving) or float(np.mean(np.abs(moving))) / math.sqrt(2)
+    return sigma
 
 
 def change_points(

@@ -435,6 +435,14 @@ def _numeric_level(n: int, steps: tuple[int, int, int, int, int]) -> Level:
     return Level.CRITICAL
 
 
+_PLAIN_ISO_LENGTHS = frozenset({19, 20, 23, 24, 25, 26, 27, 29, 32})  # seconds / ms / us, naive / Z / +hh:mm
+_BSD_FORMAT = "%b %d %H:%M:%S"
+_BSD_STAMP = re.compile(r"([A-Za-z]{3}) (\d{1,2}) (\d{1,2}):(\d{1,2}):(\d{1,2})")
+_MONTHS = {
+    m: i for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1)
+}
+
+
 def _any_ts(value: Any) -> datetime | None:
     if isinstance(value, bool):
         return None
@@ -456,6 +464,15 @@ def _any_ts(value: Any) -> datetime | None:
 
 
 def _parse_iso(text: str) -> datetime | None:
+    if len(text) in _PLAIN_ISO_LENGTHS and text[10] in "T ":
+        # The common shapes ('2026-03-01T10:00:00.123Z', '2026-03-01 10:00:00,123') parse as they are, but
+        # for the comma: skip the rewriting.
+        try:
+            parsed = datetime.fromisoformat(text if text[19:20] != "," else f"{text[:19]}.{text[20:]}")
+        except ValueError:
+            pass
+        else:
+            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
     value = text.strip().replace(",", ".")
     for suffix in (" UTC", "UTC", " GMT", "GMT", "Z"):
         if value.endswith(suffix):
@@ -479,8 +496,15 @@ def _parse_iso(text: str) -> datetime | None:
 
 def _no_year(text: str, fmt: str) -> datetime | None:
     now = datetime.now(UTC)
+    clean = " ".join(text.split())
+    bsd = _BSD_STAMP.fullmatch(clean) if fmt == _BSD_FORMAT else None
     try:
-        parsed = datetime.strptime(f"{now.year} {' '.join(text.split())}", f"%Y {fmt}").replace(tzinfo=UTC)
+        if bsd is not None and bsd.group(1).lower() in _MONTHS:  # strptime's result, without its cost
+            month, day, hour, minute, second = bsd.groups()
+            clock = int(hour), int(minute), int(second)
+            parsed = datetime(now.year, _MONTHS[month.lower()], int(day), *clock, tzinfo=UTC)
+        else:
+            parsed = datetime.strptime(f"{now.year} {clean}", f"%Y {fmt}").replace(tzinfo=UTC)
     except ValueError:
         return None
     if parsed > now + timedelta(days=1):
@@ -510,7 +534,7 @@ def _ts_from_match(match: re.Match[str]) -> datetime | None:
     if kind == "ctime":
         return _strptime(re.sub(r"\.\d+", "", " ".join(text.split())), "%a %b %d %H:%M:%S %Y")
     if kind == "bsd":
-        return _no_year(text, "%b %d %H:%M:%S")
+        return _no_year(text, _BSD_FORMAT)
     if kind == "compact":
         return _strptime(text, "%y%m%d %H%M%S")
     if kind == "md":

@@ -1,8 +1,12 @@
 """The analysis pipeline: bundle → normalise (per service) → templates → fingerprints → detectors (with deploys)
-→ correlation → classification → report (category, confidence, severity, root cause, evidence, actions).
+→ metric change points and window anomalies → correlation → classification → report (category, confidence,
+severity, root cause, evidence, actions).
 
-Every evidence item has a stable id (`detector:…`, `error:…`, `deploy:…`, `log:tpl-…`, `alert:…`,
-`metric:…`) and every recommended action cites ids that exist in the report's evidence.
+Every evidence item has a stable id (`detector:…`, `error:…`, `deploy:…`, `log:tpl-…`, `anomaly:tpl-…`,
+`alert:…`, `metric:…`) and every recommended action cites ids that exist in the report's evidence.
+
+Onset: the earliest error, finding or alert; when the logs and alerts have none, the earliest metric change.
+Window anomalies compare the events from the onset on against those before it (the baseline).
 """
 
 from __future__ import annotations
@@ -13,13 +17,15 @@ import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from vigil.analysis import bundle as bundle_module
+from vigil.analysis import metric_anomalies as metric_module
+from vigil.analysis.anomalies import LogAnomaly, window_anomalies
 from vigil.analysis.bundle import Bundle, BundleError, Deploy, load_bundle
 from vigil.analysis.classify import Classifier, Features, classify
 from vigil.analysis.correlate import SUSPECT_SCORE, DeployCorrelation, affected_services, onset_of, rank_deploys
@@ -39,6 +45,18 @@ _ALERT_LABELS = ("severity", "component", "team", "category", "kind", "type", "r
 DEPLOY_NEAR = timedelta(minutes=30)
 MAX_FINGERPRINTS = 20
 MAX_TEMPLATES = 8
+MAX_LOG_ANOMALIES = 8
+MIN_BASELINE = timedelta(minutes=1)
+# Which resource a metric measures, by the words of its name (and its labels' values): a series that moved
+# becomes a finding of that category. Symptoms shared by every category (5xx, latency) map to none.
+_METRIC_CATEGORIES: tuple[tuple[Category, re.Pattern[str]], ...] = (
+    (Category.DATABASE, re.compile(r"hikari|\bdb_|_db_|database|postgres|\bpg_|mysql|pool_(?:in_use|active|pending)")),
+    (Category.MEMORY, re.compile(r"memory|heap|\brss\b|_rss_|oom")),
+    (Category.STORAGE, re.compile(r"filesystem|disk|\bfs_|volume|inode")),
+    (Category.COMPUTE, re.compile(r"\bcpu|cpu_|load\d|throttl")),
+    (Category.SECURITY, re.compile(r"cert|ssl|tls")),
+    (Category.DEPENDENCY, re.compile(r"(?:code|status)=429|rate_limit|ratelimit")),
+)
 
 
 class Evidence(BaseModel):
@@ -76,6 +94,108 @@ class AnalysisReport(BaseModel):
     recommended_actions: list[Action]
     timeline: list[TimelineEntry]
     stats: dict[str, int]
+    first_movers: list[str] = Field(
+        default_factory=list, description="Evidence ids of the metrics that changed, earliest change first."
+    )
+    onset_source: str | None = Field(default=None, description="'logs' (errors, findings, alerts) or 'metrics'.")
+    similarity: float | None = Field(
+        default=None, description="Jaccard similarity of the features to the nearest training incident."
+    )
+
+
+@dataclass(frozen=True)
+class MetricChange:
+    """A bundle series that moved: its report id (`metric:name{labels}`) and what `metric_anomalies` found."""
+
+    id: str
+    category: Category | None
+    anomaly: metric_module.MetricAnomaly
+
+    @property
+    def onset(self) -> datetime | None:
+        return None if self.anomaly.onset is None else datetime.fromtimestamp(self.anomaly.onset, UTC)
+
+
+def metric_evidence_id(name: str, labels: dict[str, str]) -> str:
+    text = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    return f"metric:{name}" + (f"{{{text}}}" if text else "")
+
+
+def _metric_category(name: str, labels: dict[str, str]) -> Category | None:
+    """By the name first (a filesystem series of a database volume is storage), then by the labels."""
+    for text in (name.lower(), " ".join(f"{k}={v}".lower() for k, v in sorted(labels.items()))):
+        found = next((category for category, rx in _METRIC_CATEGORIES if rx.search(text)), None)
+        if found is not None:
+            return found
+    return None
+
+
+def _metric_changes(bundle: Bundle) -> list[MetricChange]:
+    """Series with a change point or an outlier, first movers first (ties: higher score)."""
+    series = [metric_module.MetricSeries(name=m.name, labels=m.labels, points=m.points) for m in bundle.metrics]
+    out: list[MetricChange] = []
+    seen: set[str] = set()
+    for anomaly in metric_module.metric_anomalies(series):
+        mid = metric_evidence_id(anomaly.name, anomaly.labels)
+        if mid not in seen:
+            seen.add(mid)
+            out.append(MetricChange(mid, _metric_category(anomaly.name, anomaly.labels), anomaly))
+    return out
+
+
+def _metric_findings(changes: Sequence[MetricChange]) -> list[Finding]:
+    """One finding per category of resource metrics that moved: their change is evidence of that category."""
+    by_category: dict[Category, list[MetricChange]] = defaultdict(list)
+    for change in changes:
+        if change.category is not None and change.anomaly.change_points:
+            by_category[change.category].append(change)
+    out = []
+    for category, moved in by_category.items():
+        stamps = [c.onset for c in moved if c.onset is not None]
+        lead = moved[0].anomaly.change_points[0]
+        title = f"{moved[0].id} changed {lead.direction} from {lead.before:g} to {lead.after:g}"
+        if len(moved) > 1:
+            title += f" (and {len(moved) - 1} more {category.value} series)"
+        out.append(
+            Finding(
+                id=f"detector:metric-{category.value}",
+                detector=f"metric-{category.value}",
+                category=category,
+                title=title,
+                severity="warning",
+                count=sum(len(c.anomaly.change_points) for c in moved),
+                first_seen=min(stamps) if stamps else None,
+                last_seen=max(stamps) if stamps else None,
+                services=[],
+                evidence=[c.id for c in moved],
+            )
+        )
+    return out
+
+
+def _log_anomalies(
+    events: Sequence[LogEvent], ids: Sequence[str], miner: TemplateMiner, onset: datetime | None
+) -> list[LogAnomaly]:
+    """New templates and frequency spikes from `onset` on, against the events before it."""
+    if onset is None:
+        return []
+    timed = [(as_utc(e.ts), tid, e.message) for e, tid in zip(events, ids, strict=True) if e.ts is not None]
+    if not timed:
+        return []
+    start = min(t for t, _, _ in timed)
+    end = max(t for t, _, _ in timed)
+    if onset - start < MIN_BASELINE or end <= onset:
+        return []
+    baseline = [k for k in timed if k[0] < onset]
+    window = [k for k in timed if k[0] >= onset]
+    return window_anomalies(
+        window,
+        baseline,
+        window_seconds=max((end - onset).total_seconds(), 60.0),
+        baseline_seconds=(onset - start).total_seconds(),
+        miner=miner,
+        limit=MAX_LOG_ANOMALIES,
+    )
 
 
 @dataclass
@@ -91,6 +211,9 @@ class Extracted:
     onset: datetime | None
     services: list[str]
     new_exception_after_deploy: bool
+    metrics: list[MetricChange] = field(default_factory=list)
+    log_anomalies: list[LogAnomaly] = field(default_factory=list)
+    onset_source: str | None = None
     features: Features = field(default_factory=dict)
 
 
@@ -144,10 +267,19 @@ def extract(bundle: Bundle, progress: Progress = _noop) -> Extracted:
     findings = detect(events, fingerprints=fingerprints, deploys=markers, template_of=template_of)
     progress("detected")
     onset = onset_of(bundle.alerts, findings, fingerprints)
+    metrics = _metric_changes(bundle)
+    onset_source = "logs" if onset is not None else None
+    metric_onsets = [m.onset for m in metrics if m.onset is not None]
+    if onset is None and metric_onsets:
+        onset, onset_source = min(metric_onsets), "metrics"
+    findings += _metric_findings(metrics)
     services = affected_services(bundle.alerts, findings, fingerprints)
     deploys = rank_deploys(bundle.deploys, onset, services)
     new_exc = _new_exception_after_deploy(fingerprints, bundle.deploys)
     extracted = Extracted(bundle, events, templates, fingerprints, findings, deploys, onset, services, new_exc)
+    extracted.metrics = metrics
+    extracted.log_anomalies = _log_anomalies(events, ids, miner, onset)
+    extracted.onset_source = onset_source
     extracted.features = features_of(extracted)
     return extracted
 
@@ -214,6 +346,8 @@ def features_of(x: Extracted) -> Features:
         f["deploy:bad"] = 1.0
     if x.new_exception_after_deploy:
         f["deploy:new_exc_after"] = 1.0
+    if _deploy_brought_exceptions(x):
+        f["deploy:app_exc_after"] = 1.0
     if not x.findings:
         f["det:none"] = 1.0
     return f
@@ -353,36 +487,143 @@ def _evidence(x: Extracted) -> list[Evidence]:
                 data={"labels": alert.labels, "status": alert.status},
             )
         )
+    for anomaly in x.log_anomalies:
+        out.append(
+            Evidence(
+                id=f"anomaly:tpl-{anomaly.template_id}",
+                kind="log-anomaly",
+                title=truncate(f"{anomaly.kind.value} template: {anomaly.template or anomaly.example}", 300),
+                count=anomaly.count,
+                first_seen=anomaly.first_seen,
+                data={
+                    "anomaly": anomaly.kind.value,
+                    "score": anomaly.score,
+                    "baseline_count": anomaly.baseline_count,
+                    "window_rate_per_min": anomaly.window_rate,
+                    "baseline_rate_per_min": anomaly.baseline_rate,
+                    "ratio": anomaly.ratio,
+                    "example": anomaly.example,
+                },
+            )
+        )
+    moved = {m.id: (rank, m) for rank, m in enumerate(x.metrics)}
     for series in x.bundle.metrics:
         if not series.points:
             continue
         values = [v for _, v in sorted(series.points)]
-        half = len(values) // 2
-        before, after = values[:half] or values, values[half:]
-        mean_b, mean_a = sum(before) / len(before), sum(after) / len(after)
-        changed = abs(mean_a - mean_b) > max(0.5 * abs(mean_b), 1e-9) if len(values) >= 4 else False
-        labels = ",".join(f"{k}={v}" for k, v in sorted(series.labels.items()))
-        mid = f"metric:{series.name}" + (f"{{{labels}}}" if labels else "")
+        mid = metric_evidence_id(series.name, series.labels)
         if mid in seen:
             continue
         seen.add(mid)
+        data: dict[str, Any] = {"min": min(values), "max": max(values), "last": values[-1], "changed": mid in moved}
+        first_seen = None
+        if mid in moved:
+            rank, change = moved[mid]
+            first_seen = change.onset
+            data |= {
+                "first_mover_rank": rank,
+                "score": change.anomaly.score,
+                "category": change.category.value if change.category else None,
+                "change_points": [
+                    {
+                        "ts": datetime.fromtimestamp(c.ts, UTC).isoformat(),
+                        "direction": c.direction,
+                        "before": c.before,
+                        "after": c.after,
+                        "score": c.score,
+                    }
+                    for c in change.anomaly.change_points
+                ],
+                "outliers": len(change.anomaly.anomalous_points),
+            }
         out.append(
             Evidence(
                 id=mid,
                 kind="metric",
                 title=f"{series.name}: last {values[-1]:g} (min {min(values):g}, max {max(values):g})",
                 count=len(values),
-                data={"min": min(values), "max": max(values), "last": values[-1], "naive_change": changed},
+                first_seen=first_seen,
+                data=data,
             )
         )
     return out
 
 
+_LIBRARY_FRAMES = (
+    "site-packages",
+    "dist-packages",
+    "/usr/lib",
+    "/usr/local/lib",
+    "node_modules",
+    "/usr/local/go/",
+    "java.",
+    "javax.",
+    "jdk.",
+    "sun.",
+    "org.springframework.",
+    "org.apache.",
+    "org.hibernate.",
+    "com.zaxxer.",
+    "io.netty.",
+    "<frozen",
+)
+# Errors of the environment rather than of the code, whatever frame raised them.
+_INFRA_ERROR = re.compile(
+    r"connection ?refused|refused|timed? ?out|timeout|deadline exceeded|no space left|disk quota|read-only file"
+    r"|out ?of ?memory|memoryerror|oom|cannot allocate|certificate|ssl|tls|x509|handshake|name resolution"
+    r"|unknownhost|name or service not known|nxdomain|\bdns\b|too many (?:connections|clients|requests)"
+    r"|connection is not available|connection reset|broken pipe|unreachable|no route to host|unavailable"
+    r"|rate limit|\b(?:429|502|503|504)\b|could not connect|remaining connection slots|i/o error|ioerror",
+    re.IGNORECASE,
+)
+# Causes that lie in the platform, not in a change of the code: code_related stays false for them unless a
+# deploy brought new application exceptions.
+_INFRA_CATEGORIES = frozenset(
+    {Category.NETWORK, Category.COMPUTE, Category.MEMORY, Category.STORAGE, Category.CAPACITY, Category.SECURITY}
+)
+
+
+def is_app_exception(fp: ErrorFingerprint, findings: Sequence[Finding] = ()) -> bool:
+    """An exception raised in application frames, not an infrastructure error (refused, full disk, TLS...).
+
+    An error that an infrastructure detector matched (its id in the finding's evidence) is not one either.
+    """
+    if fp.exception_type is None or fp.frame is None or any(s in fp.frame for s in _LIBRARY_FRAMES):
+        return False
+    if _INFRA_ERROR.search(f"{fp.exception_type} {fp.template} {fp.sample}"):
+        return False
+    code_categories = (Category.DEPLOYMENT, Category.CONFIGURATION)
+    return not any(fp.id in f.evidence and f.category not in code_categories for f in findings)
+
+
+def _deploy_brought_exceptions(x: Extracted) -> bool:
+    """A deploy of a service, then application exceptions in it first seen within 15 minutes."""
+    for fp in x.fingerprints:
+        if fp.first_seen is None or not is_app_exception(fp, x.findings):
+            continue
+        first = as_utc(fp.first_seen)
+        for deploy in x.bundle.deploys:
+            at = as_utc(deploy.ts)
+            if at <= first <= at + timedelta(minutes=15) and (not fp.services or deploy.service in fp.services):
+                return True
+    return False
+
+
 def _code_related(x: Extracted, category: Category) -> bool:
-    if x.features.get("deploy:bad") or x.features.get("deploy:new_exc_after"):
+    """Rule-based: is the fix a change of the code (rollback, patch) rather than of the platform?
+
+    True when a deploy brought new application exceptions, when the most frequent error is an application
+    exception (and the cause is not the platform's), or for a deployment with a suspect deploy; false for
+    infrastructure causes (full disk, OOM, expired certificate, DNS...) without such a deploy.
+    """
+    if x.features.get("deploy:app_exc_after"):
+        return True
+    if category in _INFRA_CATEGORIES:
+        return False
+    if x.fingerprints and is_app_exception(x.fingerprints[0], x.findings):
         return True
     suspect = [d for d in x.deploys if d.score >= SUSPECT_SCORE]
-    return category is Category.DEPLOYMENT and bool(suspect)
+    return category is Category.DEPLOYMENT and (bool(suspect) or bool(x.features.get("deploy:bad")))
 
 
 def _root_cause(x: Extracted, category: Category, evidence: Sequence[Evidence]) -> RootCause:
@@ -461,6 +702,9 @@ def analyze(bundle: Bundle, *, classifier: Classifier | None = None, progress: P
         evidence=evidence,
         recommended_actions=_actions(x, category, evidence, code_related),
         timeline=timeline(x.events, x.fingerprints, x.findings, deploys=markers),
+        first_movers=[m.id for m in x.metrics],
+        onset_source=x.onset_source,
+        similarity=prediction.similarity,
         stats={
             "log_records": len(bundle.logs),
             "events": len(x.events),
@@ -469,6 +713,8 @@ def analyze(bundle: Bundle, *, classifier: Classifier | None = None, progress: P
             "alerts": len(bundle.alerts),
             "deploys": len(bundle.deploys),
             "metrics": len(bundle.metrics),
+            "metrics_changed": len(x.metrics),
+            "log_anomalies": len(x.log_anomalies),
         },
     )
 
