@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
+bash scripts/setup-vllm.sh
 # shellcheck disable=SC1091
 . .venv/bin/activate
 
