@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api.intake import GroupSignaller
-from api.routes import alerts, events, health, incidents, logs
+from api.routes import alerts, chat, events, health, incidents, logs
 from vigil import __version__
 from vigil.settings import Settings
 from vigil.store.database import Store, database_url
@@ -50,5 +50,6 @@ def create_app(settings: Settings, *, client: Client | None = None, store: Store
     app.include_router(incidents.router)
     app.include_router(logs.router)
     app.include_router(events.router)
+    app.include_router(chat.router)
     app.include_router(health.router)
     return app

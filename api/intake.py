@@ -28,6 +28,8 @@ def incident_policy(settings: Settings) -> IncidentPolicy:
         quiet_period_seconds=settings.quiet_period_seconds,
         escalation_seconds=settings.escalation_seconds,
         close_after_seconds=settings.close_after_seconds,
+        llm_timeout_seconds=settings.llm_timeout_seconds,
+        diagnosis_wait_seconds=settings.diagnosis_wait_seconds,
     )
 
 

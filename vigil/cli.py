@@ -8,12 +8,14 @@ from enum import StrEnum
 import typer
 
 from toyprod.cli import chaos_app, toyprod, traffic
+from vigil.knowledge.cli import knowledge_app
 from vigil.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, help="Vigil: durable, AI-assisted incident response.")
 app.add_typer(chaos_app, name="chaos")
 app.command("traffic")(traffic)
 app.command("toyprod")(toyprod)
+app.add_typer(knowledge_app, name="knowledge")
 
 
 class WorkerRole(StrEnum):
@@ -146,11 +148,28 @@ def bench_parse(
 
 
 @app.command()
-def analyze(bundle: str = typer.Argument(..., help="Bundle JSON file, or '-' for stdin.")) -> None:
-    """Analyse an incident bundle offline: category, confidence, root cause, evidence, actions (JSON)."""
-    from vigil.analysis.report import run_analyze
+def analyze(
+    bundle: str = typer.Argument(..., help="Bundle JSON file, or '-' for stdin."),
+    knowledge: bool = typer.Option(True, help="Retrieve runbooks and similar incidents from the knowledge base."),
+) -> None:
+    """Analyse an incident bundle offline: category, confidence, root cause, evidence, actions, and the RCA with
+    runbooks and similar incidents (JSON on stdout)."""
+    from vigil.rca.offline import run_analyze_with_rca
 
-    raise typer.Exit(run_analyze(bundle))
+    raise typer.Exit(run_analyze_with_rca(bundle, knowledge=knowledge, settings=get_settings()))
+
+
+@app.command()
+def ask(
+    question: str = typer.Argument(..., help="The question, in words."),
+    k: int = typer.Option(5, min=1, max=20, help="Runbook passages to read."),
+    as_json: bool = typer.Option(False, "--json", help="Print the answer as JSON."),
+) -> None:
+    """Answer a question from the runbooks and past incidents, with citations: through the running stack when
+    one answers, else offline from the local knowledge base."""
+    from vigil.rca.ask import run_ask
+
+    raise typer.Exit(run_ask(question, k=k, as_json=as_json, settings=get_settings()))
 
 
 model = typer.Typer(no_args_is_help=True, help="The incident classifier.")
@@ -179,3 +198,17 @@ def bench_analyze(
     from benchmarks.analyze import main
 
     raise typer.Exit(main(["--lines", str(lines), "--repeats", str(repeats), "--seed", str(seed)]))
+
+
+@bench.command("retrieval")
+def bench_retrieval(
+    sizes: str = typer.Option("1000,50000", help="Comma-separated collection sizes (chunks) to time queries at."),
+    queries: int = typer.Option(50, help="Timed queries per run, at sizes up to 10,000 chunks."),
+    queries_large: int = typer.Option(10, help="Timed queries per run above 10,000 chunks (local mode is slow)."),
+    repeats: int = typer.Option(3, help="Timing runs; figures are medians."),
+) -> None:
+    """Knowledge-base retrieval: hybrid query latency p50/p95 at each size, and embedding throughput."""
+    from benchmarks.retrieval import main
+
+    argv = ["--sizes", sizes, "--queries", str(queries), "--queries-large", str(queries_large)]
+    raise typer.Exit(main([*argv, "--repeats", str(repeats)]))

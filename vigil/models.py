@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from vigil.rca.models import RootCauseAnalysis
+
 Label = Annotated[str, StringConstraints(max_length=1024)]
 Actor = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
@@ -80,6 +82,10 @@ class IncidentPolicy(BaseModel):
     quiet_period_seconds: float = 300.0
     escalation_seconds: float = 900.0
     close_after_seconds: float = 600.0
+    llm_timeout_seconds: float = Field(default=60.0, gt=0, description="One LLM request; the activity gets twice.")
+    diagnosis_wait_seconds: float = Field(
+        default=300.0, ge=0, description="Triage waits this long for the diagnosis, then monitors while it runs."
+    )
     max_history_events: int = Field(
         default=10_000, description="continue_as_new once the history grows past this many events."
     )
@@ -116,6 +122,7 @@ class TimelineKind(StrEnum):
     REOPENED = "reopened"
     CLOSED = "closed"
     STAGE_PENDING = "stage_pending"
+    DIAGNOSED = "diagnosed"
 
 
 class TimelineEvent(BaseModel):
@@ -198,6 +205,9 @@ class IncidentState(BaseModel):
     decisions: list[ApprovalOutcome] = Field(default_factory=list)
     seen_deliveries: list[str] = Field(
         default_factory=list, description="Recent delivery ids, so a re-sent signal is not counted twice."
+    )
+    diagnosis: RootCauseAnalysis | None = Field(
+        default=None, description="The RCA: the LLM's when it answered usefully, else the deterministic one."
     )
     next_seq: int = 1
     generation: str = Field(
@@ -298,6 +308,7 @@ class IncidentDetail(BaseModel):
     live: bool
     state: IncidentState | None
     record: IncidentRow | None
+    diagnosis: RootCauseAnalysis | None = None
     timeline: list[TimelineEvent]
 
 
@@ -353,3 +364,27 @@ class DeployEventRef(BaseModel):
     id: int
     service: str
     ts: datetime
+
+
+class DiagnoseInput(BaseModel):
+    """`diagnose_incident` activity input: the incident's alerts; the activity gathers logs and deploys of their
+    services around the onset from the store itself, so megabytes of log text never pass through history."""
+
+    incident_id: str
+    title: str
+    alerts: list[AlertRecord]
+    opened_at: datetime
+    lookback_minutes: float = Field(default=30.0, gt=0, description="Log window before the first alert.")
+    deploy_lookback_minutes: float = Field(default=180.0, gt=0, description="Deploys this far back are suspects.")
+
+
+class Diagnosis(BaseModel):
+    rca: RootCauseAnalysis
+    llm_configured: bool
+    log_lines: int = 0
+
+
+class LLMDiagnoseInput(BaseModel):
+    incident_id: str
+    title: str
+    diagnosis: RootCauseAnalysis

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
         ge=0,
         description="How long all alerts must stay resolved before the incident resolves.",
     )
+    diagnosis_wait_seconds: float = Field(
+        default=300.0, ge=0, description="Triage waits this long for the diagnosis before monitoring without it."
+    )
     escalation_seconds: float = Field(default=900.0, gt=0, description="Escalate an unanswered approval.")
     close_after_seconds: float = Field(
         default=600.0, ge=0, description="A resolved incident re-opens on a new firing alert until then."
@@ -121,6 +124,12 @@ class Settings(BaseSettings):
     llm_context_tokens: int = Field(
         default=4096, gt=256, description="Prompt budget: evidence, runbooks and incidents are cut to fit."
     )
+
+    @field_validator("llm_base_url", "qdrant_url", "temporal_address", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """`LLM_BASE_URL=` (as compose writes an unset variable) means unset."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("group_by", mode="before")
     @classmethod

@@ -6,6 +6,7 @@ Each process serves one task queue and exposes the Temporal SDK's Prometheus met
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Callable, Sequence
@@ -17,12 +18,15 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.analysis import analyze_bundle
+from activities.diagnosis import DiagnosisActivities
 from activities.retention import RetentionActivities
 from activities.store import StoreActivities
 from activities.worker_info import worker_info
+from vigil.rca.retrieval import IncidentKnowledge
 from vigil.settings import INCIDENTS_TASK_QUEUE, INTEGRATIONS_TASK_QUEUE, ML_TASK_QUEUE, Settings
 from vigil.store.database import Store, database_url
 from vigil.temporal import connect
+from workflows.docqa import DocQAWorkflow
 from workflows.incident import IncidentWorkflow
 from workflows.probe import StackProbeWorkflow
 from workflows.retention import LogRetentionWorkflow, ensure_retention_schedule
@@ -41,18 +45,51 @@ def metrics_port(role: str, settings: Settings) -> int:
     return ports[role]
 
 
-async def build_worker(role: str, client: Client, stack: AsyncExitStack, settings: Settings) -> Worker:
-    """The worker of one role, its resources registered on `stack`. Tests build workers with this too."""
+async def build_worker(
+    role: str, client: Client, stack: AsyncExitStack, settings: Settings, *, warm_knowledge: bool = False
+) -> Worker:
+    """The worker of one role, its resources registered on `stack`. Tests build workers with this too.
+
+    The ml worker loads the embedding model and indexes the runbooks in the background (seconds; the first
+    retrieval waits for it), or before returning with `warm_knowledge`."""
     workflows: Sequence[type] = []
     activities: list[Callable[..., Any]] = [worker_info]
     if role == "incidents":
         store = await Store.open(database_url(settings))
         stack.push_async_callback(store.close)
-        workflows = [IncidentWorkflow, StackProbeWorkflow, LogRetentionWorkflow]
+        workflows = [IncidentWorkflow, StackProbeWorkflow, LogRetentionWorkflow, DocQAWorkflow]
         activities += [StoreActivities(store).persist_incident, RetentionActivities(store, settings).delete_old_logs]
     elif role == "ml":
-        activities.append(analyze_bundle)
+        store = await Store.open(database_url(settings), max_size=4)
+        stack.push_async_callback(store.close)
+        knowledge = IncidentKnowledge(settings)
+        stack.callback(knowledge.close)
+        warming = asyncio.ensure_future(asyncio.to_thread(knowledge.base))
+        if warm_knowledge:
+            await warming
+        else:
+            warming.add_done_callback(_log_warm_up)
+            stack.push_async_callback(_cancel, warming)
+        diagnosis = DiagnosisActivities(store, knowledge, settings)
+        activities += [
+            analyze_bundle,
+            diagnosis.diagnose_incident,
+            diagnosis.llm_diagnose,
+            diagnosis.answer_question,
+            diagnosis.index_resolved_incident,
+        ]
     return Worker(client, task_queue=TASK_QUEUES[role], workflows=workflows, activities=activities)
+
+
+def _log_warm_up(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("knowledge base not ready (retried on first use): %s", task.exception())
+
+
+async def _cancel(task: asyncio.Future[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
 
 
 async def run_worker(role: str, settings: Settings) -> None:

@@ -4,7 +4,8 @@ Stages, in order (DESIGN.md, "The incident workflow"):
 open -> debounce (collect the alert storm) -> triage -> monitoring, with approval and remediation branching off
 monitoring and a reopen window after resolution. Analysis, retrieval, diagnosis, notification and automated
 remediation belong to later work; they plug in at `_triage` and `_remediate`, and until then the workflow does
-not pretend to run them.
+not pretend to run them. Triage diagnoses on the ml worker: the deterministic RCA first, then the LLM's when one
+is configured; a closed incident with a diagnosis is indexed into the knowledge base.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from vigil.knowledge.models import ResolvedIncident
     from vigil.models import (
         AlertBatch,
         AlertRecord,
@@ -25,10 +27,13 @@ with workflow.unsafe.imports_passed_through():
         ApprovalOutcome,
         ApprovalRequest,
         Decision,
+        DiagnoseInput,
+        Diagnosis,
         IncidentInput,
         IncidentRow,
         IncidentState,
         IncidentStatus,
+        LLMDiagnoseInput,
         PendingApproval,
         PersistIncidentInput,
         RemediationProposal,
@@ -36,7 +41,9 @@ with workflow.unsafe.imports_passed_through():
         TimelineEvent,
         TimelineKind,
     )
-    from vigil.temporal import SERVICE_ATTR, SEVERITY_ATTR, STATUS_ATTR
+    from vigil.rca.models import RootCauseAnalysis
+    from vigil.settings import ML_TASK_QUEUE
+    from vigil.temporal import CATEGORY_ATTR, SERVICE_ATTR, SEVERITY_ATTR, STATUS_ATTR
 
 RECENT_TIMELINE = 200
 """Timeline events kept in workflow state; the store keeps them all."""
@@ -44,6 +51,13 @@ RECENT_DELIVERIES = 1000
 """Delivery ids remembered to drop a re-sent signal."""
 PERSIST_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 FINAL_STATUSES = (IncidentStatus.RESOLVED, IncidentStatus.CLOSED)
+DIAGNOSIS_PATCH = "diagnosis-v1"
+INDEX_ON_CLOSE_PATCH = "index-resolved-incident-v1"
+MAX_DIAGNOSIS_ALERTS = 200
+DIAGNOSE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=3)
+LLM_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2), maximum_attempts=3, non_retryable_error_types=["LLMRejected"]
+)
 
 
 @workflow.defn
@@ -69,6 +83,7 @@ class IncidentWorkflow:
         self._unsaved_events: list[TimelineEvent] = []
         self._row_dirty = True
         self._stop_persisting = False
+        self._diagnosis: asyncio.Task[None] | None = None
         if data.carried is None:  # here, not in run: a signal-with-start's signal is handled before run starts
             self._record(TimelineKind.OPENED, f"Incident opened for {self._state.group_key}")
 
@@ -115,10 +130,80 @@ class IncidentWorkflow:
             return
         if self._state.status is IncidentStatus.OPEN:
             self._set_status(IncidentStatus.TRIAGING)
-        # Evidence gathering, analysis, retrieval, diagnosis and notification run here once they exist
-        # (DESIGN.md stages 2-6). Without them the incident goes straight to watching for recovery.
+        # Gather, analyse, retrieve and diagnose (DESIGN.md stages 2-5); notification (stage 6) plugs in after.
+        if self._state.status is IncidentStatus.TRIAGING and workflow.patched(DIAGNOSIS_PATCH):
+            # In the background: with no ml worker (or a slow one) the incident still moves on to monitoring
+            # after the wait, and the diagnosis lands whenever it is ready.
+            self._diagnosis = asyncio.create_task(self._diagnose())
+            diagnosis = self._diagnosis
+            await self._wait(
+                lambda: diagnosis.done() or self._state.status is not IncidentStatus.TRIAGING,
+                self._policy.diagnosis_wait_seconds,
+            )
         if self._state.status is IncidentStatus.TRIAGING:
             self._set_status(IncidentStatus.MONITORING)
+
+    async def _diagnose(self) -> None:
+        """The deterministic RCA, then the LLM's when configured. A failure is recorded, never fatal: the
+        incident goes on to monitoring with whatever diagnosis it has."""
+        data = DiagnoseInput(
+            incident_id=self._state.incident_id,
+            title=self._state.title,
+            alerts=list(self._state.alerts.values())[:MAX_DIAGNOSIS_ALERTS],
+            opened_at=self._state.opened_at,
+        )
+        try:
+            result = await workflow.execute_activity(
+                "diagnose_incident",
+                data,
+                result_type=Diagnosis,
+                task_queue=ML_TASK_QUEUE,
+                start_to_close_timeout=timedelta(minutes=10),
+                heartbeat_timeout=timedelta(seconds=60),
+                retry_policy=DIAGNOSE_RETRY,
+                summary="analyse logs and deploys, retrieve runbooks, deterministic RCA",
+            )
+        except ActivityError as exc:
+            self._record(TimelineKind.STATUS, f"Diagnosis failed: {_cause(exc)}")
+            return
+        self._apply_diagnosis(result.rca, f"{result.log_lines} log lines analysed")
+        if not result.llm_configured:
+            return
+        try:
+            rca = await workflow.execute_activity(
+                "llm_diagnose",
+                LLMDiagnoseInput(incident_id=data.incident_id, title=data.title, diagnosis=result.rca),
+                result_type=RootCauseAnalysis,
+                task_queue=ML_TASK_QUEUE,
+                start_to_close_timeout=timedelta(seconds=2 * self._policy.llm_timeout_seconds),
+                heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=LLM_RETRY,
+                summary="LLM root-cause analysis over the numbered evidence",
+            )
+        except ActivityError as exc:
+            self._record(TimelineKind.STATUS, f"LLM RCA failed; the deterministic diagnosis stands: {_cause(exc)}")
+            return
+        self._apply_diagnosis(rca, "")
+
+    def _apply_diagnosis(self, rca: RootCauseAnalysis, note: str) -> None:
+        self._state.diagnosis = rca
+        self._state.category = rca.category.value
+        workflow.upsert_search_attributes([CATEGORY_ATTR.value_set(rca.category.value)])
+        note = note or (rca.llm_error or "")
+        self._record(
+            TimelineKind.DIAGNOSED,
+            f"{rca.source} RCA: {rca.category.value} ({rca.confidence:.0%}) - {rca.root_cause.summary}"
+            + (f" [{note}]" if note else ""),
+            data={
+                "source": rca.source,
+                "category": rca.category.value,
+                "confidence": rca.confidence,
+                "component": rca.root_cause.component,
+                "evidence": rca.root_cause.evidence,
+                "dropped_claims": len(rca.dropped),
+            },
+        )
+        self._set_details()
 
     def _remediate(self) -> None:
         """Act on an approved proposal. No remediation executor is installed yet, so a person carries it out;
@@ -177,9 +262,40 @@ class IncidentWorkflow:
         )
         if reopened:
             return
+        if self._state.diagnosis is not None and workflow.patched(INDEX_ON_CLOSE_PATCH):
+            await self._index_resolved(self._state.diagnosis)
+            if self._state.status is not IncidentStatus.RESOLVED:  # reopened while indexing
+                return
         self._state.closed_at = workflow.now()
         self._record(TimelineKind.CLOSED, "Incident closed")
         self._set_status(IncidentStatus.CLOSED)
+
+    async def _index_resolved(self, rca: RootCauseAnalysis) -> None:
+        """Teach the knowledge base: later incidents find this one, its root cause and how it ended."""
+        state = self._state
+        resolution = next((e.message for e in reversed(state.timeline) if e.kind is TimelineKind.RESOLVED), "resolved")
+        decisions = "; ".join(f"{d.decision.value} '{d.action}' by {d.by}" for d in state.decisions)
+        incident = ResolvedIncident(
+            incident_id=state.incident_id,
+            title=state.title,
+            summary=f"{state.title} on {state.service or state.group_key}: {len(state.alerts)} alert(s)",
+            root_cause=f"{rca.root_cause.summary} (component {rca.root_cause.component})",
+            resolution=f"{resolution}. {decisions}".strip(" ."),
+            category=rca.category.value,
+            services=sorted({s for a in state.alerts.values() if (s := a.labels.get("service"))}),
+            resolved_at=state.resolved_at or workflow.now(),
+        )
+        try:
+            await workflow.execute_activity(
+                "index_resolved_incident",
+                incident,
+                task_queue=ML_TASK_QUEUE,
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=DIAGNOSE_RETRY,
+                summary="index the resolved incident into the knowledge base",
+            )
+        except ActivityError as exc:
+            self._record(TimelineKind.STATUS, f"Indexing into the knowledge base failed: {_cause(exc)}")
 
     # ---- signals, updates, queries ------------------------------------------------------------------------
 
@@ -454,3 +570,10 @@ class IncidentWorkflow:
         return (
             info.is_continue_as_new_suggested() or info.get_current_history_length() > self._policy.max_history_events
         )
+
+
+def _cause(exc: ActivityError) -> str:
+    cause = exc.cause
+    while cause is not None and cause.__cause__ is not None and not isinstance(cause, ApplicationError):
+        cause = cause.__cause__
+    return str(cause or exc)[:500]

@@ -67,8 +67,16 @@ async def get_incident(incident_id: IncidentId, client: ClientDep, store: StoreD
     timeline = await store.timeline(incident_id)
     if not timeline and state is not None:
         timeline = state.timeline
+    diagnosis = state.diagnosis if state is not None and state.diagnosis is not None else None
+    if diagnosis is None:
+        diagnosis = await store.diagnosis(incident_id)
     return IncidentDetail(
-        incident_id=incident_id, live=state is not None, state=state, record=record, timeline=timeline
+        incident_id=incident_id,
+        live=state is not None,
+        state=state,
+        record=record,
+        timeline=timeline,
+        diagnosis=diagnosis,
     )
 
 

@@ -22,6 +22,7 @@ from vigil.models import (
     StoredDeployEvent,
     TimelineEvent,
 )
+from vigil.rca.models import RootCauseAnalysis
 from vigil.settings import Settings
 
 _MIGRATION_LOCK = 0x76696769  # pg_advisory_xact_lock key: one migrator at a time across processes
@@ -333,3 +334,25 @@ class Store:
             limit,
         )
         return [StoredDeployEvent.model_validate(dict(r)) for r in records]
+
+    async def save_diagnosis(self, incident_id: str, rca: RootCauseAnalysis) -> None:
+        """Upsert the incident's diagnosis of this source (idempotent: a retried activity rewrites the row)."""
+        await self._pool.execute(
+            "INSERT INTO incident_diagnoses (incident_id, source, category, confidence, rca) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (incident_id, source) DO UPDATE SET "
+            "category = EXCLUDED.category, confidence = EXCLUDED.confidence, rca = EXCLUDED.rca, created_at = now()",
+            incident_id,
+            rca.source,
+            rca.category.value,
+            rca.confidence,
+            rca.model_dump(mode="json"),
+        )
+
+    async def diagnosis(self, incident_id: str) -> RootCauseAnalysis | None:
+        """The incident's best diagnosis: the LLM's when there is one, else the deterministic one."""
+        row = await self._pool.fetchrow(
+            "SELECT rca FROM incident_diagnoses WHERE incident_id = $1 "
+            "ORDER BY (source = 'llm') DESC, created_at DESC LIMIT 1",
+            incident_id,
+        )
+        return RootCauseAnalysis.model_validate(row["rca"]) if row else None

@@ -1,0 +1,159 @@
+"""Diagnosis activities on `vigil-ml`: gather, analyse, retrieve and write the RCA; the LLM RCA; DocQA; and
+indexing a resolved incident into the knowledge base.
+
+`diagnose_incident` reads the incident's log window and deploys from the store itself (megabytes of log text
+never pass through workflow history), runs the analysis engine in a thread while heartbeating, retrieves
+runbooks and similar incidents, and returns the deterministic RCA. `llm_diagnose` improves on it when an LLM is
+configured: a rejected request (4xx, an answer outside the schema) fails non-retryably, an unreachable or slow
+server is retried by Temporal, and either way the workflow keeps the deterministic RCA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import TypeVar
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from vigil.analysis.bundle import MAX_LOG_RECORDS, Alert, Bundle, Deploy, LogRecord
+from vigil.analysis.classify import default_classifier
+from vigil.analysis.report import AnalysisReport, analyze
+from vigil.knowledge.models import ResolvedIncident
+from vigil.models import AlertRecord, DiagnoseInput, Diagnosis, LLMDiagnoseInput
+from vigil.models import LogRecord as StoredLogRecord
+from vigil.rca.docqa import answer, retrieve
+from vigil.rca.engine import NO_LLM, deterministic_rca, llm_rca
+from vigil.rca.llm import LLMError, llm_configured
+from vigil.rca.models import ChatAnswer, ChatQuery, RootCauseAnalysis
+from vigil.rca.retrieval import IncidentKnowledge
+from vigil.settings import Settings
+from vigil.store.database import Store
+
+log = logging.getLogger("vigil.diagnosis")
+HEARTBEAT_SECONDS = 5.0
+LLM_REJECTED = "LLMRejected"
+"""Error type of a non-retryable LLM failure; the workflow's retry policy names it."""
+T = TypeVar("T")
+
+
+async def with_heartbeat(work: Awaitable[T], what: Callable[[], str]) -> T:
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
+            if done:
+                return task.result()
+            activity.heartbeat(what())
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+
+def _bundle_alert(record: AlertRecord) -> Alert:
+    return Alert.model_validate(
+        {
+            "status": record.status.value,
+            "labels": record.labels,
+            "annotations": record.annotations,
+            "startsAt": record.starts_at,
+            "endsAt": record.ends_at,
+            "fingerprint": record.fingerprint,
+        }
+    )
+
+
+def _bundle_log(record: StoredLogRecord) -> LogRecord:
+    """A stored line back as a JSON log line, so the normaliser sees its level and structured fields."""
+    fields: dict[str, str] = {"ts": record.ts.isoformat()}
+    if record.level:
+        fields["level"] = record.level
+    fields["message"] = record.message
+    if record.trace_id:
+        fields["trace_id"] = record.trace_id
+    if record.request_id:
+        fields["request_id"] = record.request_id
+    for key, value in record.labels.items():
+        fields.setdefault(key, value)
+    return LogRecord(ts=record.ts, service=record.service, line=json.dumps(fields)[:65_536])
+
+
+class DiagnosisActivities:
+    def __init__(self, store: Store, knowledge: IncidentKnowledge, settings: Settings) -> None:
+        self._store = store
+        self._knowledge = knowledge
+        self._settings = settings
+
+    async def _gather(self, data: DiagnoseInput) -> Bundle:
+        alerts = [_bundle_alert(a) for a in data.alerts]
+        services = sorted({s for a in data.alerts if (s := a.labels.get("service") or a.labels.get("job"))})
+        first = min((a.starts_at for a in data.alerts), default=data.opened_at)
+        start = min(first, data.opened_at) - timedelta(minutes=data.lookback_minutes)
+        end = activity.info().current_attempt_scheduled_time + timedelta(seconds=1)
+        per_service = MAX_LOG_RECORDS // max(len(services), 1)
+        logs: list[LogRecord] = []
+        for service in services:
+            logs += [_bundle_log(r) for r in await self._store.logs_window(service, start, end, per_service)]
+        deploy_start = first - timedelta(minutes=data.deploy_lookback_minutes)
+        deploys = [
+            Deploy(
+                ts=d.ts,
+                service=d.service,
+                version=d.version,
+                commit=d.commit,
+                author=d.author,
+                description=d.description,
+            )
+            for d in await self._store.deploys(service=None, start=deploy_start, end=end)
+        ]
+        return Bundle(alerts=alerts, logs=logs, deploys=deploys)
+
+    @activity.defn(name="diagnose_incident")
+    async def diagnose_incident(self, data: DiagnoseInput) -> Diagnosis:
+        stage = ["gathering logs and deploys"]
+        bundle = await self._gather(data)
+        report: AnalysisReport = await with_heartbeat(
+            asyncio.to_thread(analyze, bundle, classifier=default_classifier(), progress=stage.append),
+            lambda: stage[-1],
+        )
+        stage.append("retrieving runbooks and similar incidents")
+        try:
+            runbooks, incidents = await with_heartbeat(
+                asyncio.to_thread(self._knowledge.retrieve, data.alerts, report), lambda: stage[-1]
+            )
+        except Exception as exc:  # retrieval is an aid: a broken knowledge base must not block the diagnosis
+            log.warning("retrieval failed for %s: %s", data.incident_id, exc)
+            runbooks, incidents = [], []
+        configured = llm_configured(self._settings)
+        rca = deterministic_rca(report, runbooks, incidents, llm_error=None if configured else NO_LLM)
+        await self._store.save_diagnosis(data.incident_id, rca)
+        return Diagnosis(rca=rca, llm_configured=configured, log_lines=len(bundle.logs))
+
+    @activity.defn(name="llm_diagnose")
+    async def llm_diagnose(self, data: LLMDiagnoseInput) -> RootCauseAnalysis:
+        try:
+            rca = await with_heartbeat(
+                llm_rca(self._settings, data.diagnosis, data.title), lambda: f"waiting for {self._settings.llm_model}"
+            )
+        except LLMError as exc:
+            raise ApplicationError(
+                str(exc), type=LLM_REJECTED if not exc.retryable else "LLMUnavailable", non_retryable=not exc.retryable
+            ) from exc
+        await self._store.save_diagnosis(data.incident_id, rca)
+        return rca
+
+    @activity.defn(name="answer_question")
+    async def answer_question(self, query: ChatQuery) -> ChatAnswer:
+        passages = await asyncio.to_thread(lambda: retrieve(self._knowledge.base(), query))
+        return await with_heartbeat(answer(self._settings, query, passages), lambda: "answering")
+
+    @activity.defn(name="index_resolved_incident")
+    async def index_resolved_incident(self, incident: ResolvedIncident) -> None:
+        await asyncio.to_thread(lambda: self._knowledge.base().index_incident(incident))

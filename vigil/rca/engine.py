@@ -1,0 +1,158 @@
+"""Diagnosis: the deterministic RCA from the analysis report and retrieval, and the LLM RCA built on it.
+
+The deterministic RCA always exists first; the LLM one replaces it only when the model answered in the schema
+and its root cause cites evidence that exists. Otherwise the deterministic one stands, with `llm_error` saying
+why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from vigil.analysis.fingerprints import truncate
+from vigil.analysis.models import Category
+from vigil.analysis.report import AnalysisReport
+from vigil.knowledge.models import KnowledgeHit
+from vigil.rca.confidence import detector_support, evidence_confidence, llm_confidence
+from vigil.rca.evidence import evidence_items, knowledge_id
+from vigil.rca.llm import LLMError, ask_structured
+from vigil.rca.models import Claim, Hypothesis, LLMAnswer, RCAAction, RCARootCause, RootCauseAnalysis
+from vigil.rca.prompt import answer_schema, build_messages
+from vigil.rca.verify import verify_answer
+from vigil.settings import Settings
+
+MAX_HYPOTHESES = 4
+MAX_CLAIMS = 6
+NO_LLM = "no LLM configured (LLM_BASE_URL is unset)"
+
+
+def _hypotheses(report: AnalysisReport, support: dict[str, float]) -> list[Hypothesis]:
+    top = Hypothesis(
+        summary=report.root_cause.summary,
+        component=report.root_cause.component,
+        category=report.category,
+        score=evidence_confidence(report.category.value, report.probabilities, support),
+        evidence=list(dict.fromkeys(e for a in report.recommended_actions for e in a.evidence))[:6]
+        or [f.id for f in report.findings[:3]],
+    )
+    others: list[Hypothesis] = []
+    for category in Category:
+        if category is report.category:
+            continue
+        mine = [f for f in report.findings if f.category is category]
+        if not mine:
+            continue
+        lead = mine[0]
+        component = (lead.services or report.services or ["unknown"])[0]
+        others.append(
+            Hypothesis(
+                summary=truncate(f"{category.value}: {lead.title} ({lead.count} events) in {component}", 400),
+                component=component,
+                category=category,
+                score=evidence_confidence(category.value, report.probabilities, support),
+                evidence=[f.id for f in mine[:4]],
+            )
+        )
+    others.sort(key=lambda h: -h.score)
+    return [top, *others][:MAX_HYPOTHESES]
+
+
+def deterministic_rca(
+    report: AnalysisReport,
+    runbooks: Sequence[KnowledgeHit] = (),
+    incidents: Sequence[KnowledgeHit] = (),
+    *,
+    llm_error: str | None = NO_LLM,
+) -> RootCauseAnalysis:
+    """Ranked hypotheses from detectors, anomalies, the classifier and retrieval, each citing evidence."""
+    support = detector_support(report.findings)
+    items = evidence_items(report, runbooks, incidents)
+    hypotheses = _hypotheses(report, support)
+    top = hypotheses[0]
+    claims = [
+        Claim(
+            statement=truncate(f"{f.title}: {f.count} events in {', '.join(f.services) or 'the window'}", 300),
+            evidence=[f.id],
+        )
+        for f in report.findings[:MAX_CLAIMS]
+    ]
+    known = {i.id for i in items}
+    actions = [
+        RCAAction(action=a.action, evidence=[e for e in a.evidence if e in known]) for a in report.recommended_actions
+    ]
+    for n, hit in enumerate(runbooks[:2], start=1):
+        actions.append(
+            RCAAction(action=f"Follow the runbook '{hit.title}'", evidence=[knowledge_id(hit, n)], runbook=hit.source)
+        )
+    return RootCauseAnalysis(
+        source="deterministic",
+        llm_error=llm_error,
+        category=report.category,
+        confidence=top.score,
+        severity=report.severity,
+        code_related=report.code_related,
+        root_cause=RCARootCause(summary=top.summary, component=top.component, evidence=top.evidence),
+        hypotheses=hypotheses,
+        claims=claims,
+        recommended_actions=[a for a in actions if a.evidence],
+        evidence=items,
+        runbooks=list(runbooks),
+        similar_incidents=list(incidents),
+        probabilities=report.probabilities,
+        support=support,
+    )
+
+
+def _hint(det: RootCauseAnalysis) -> str:
+    ranked = sorted(det.probabilities.items(), key=lambda kv: -kv[1])[:3]
+    probs = ", ".join(f"{c} {p:.2f}" for c, p in ranked)
+    return f"category {det.category.value} (classifier: {probs}); top hypothesis: {det.root_cause.summary}"
+
+
+async def llm_rca(
+    settings: Settings, det: RootCauseAnalysis, incident: str, *, constrain_ids: bool = True
+) -> RootCauseAnalysis:
+    """Ask the LLM for the RCA over the deterministic one's evidence; raises `LLMError` when there is no usable
+    answer. Claims citing unknown ids are dropped and listed in `dropped`."""
+    budget = settings.llm_context_tokens - settings.llm_max_tokens
+    messages, kept = build_messages(det.evidence, incident=incident, analysis_hint=_hint(det), budget_tokens=budget)
+    if not kept:
+        raise LLMError(f"no evidence item fits a prompt budget of {budget} tokens", retryable=False)
+    ids = [i.id for i in kept]
+    schema = answer_schema(ids if constrain_ids else None)
+    answer = await ask_structured(settings, messages, LLMAnswer, schema, name="vigil_rca")
+    runbook_sources = {knowledge_id(hit, n): hit.source for n, hit in enumerate(det.runbooks, start=1)}
+    verified = verify_answer(answer, set(ids), runbook_sources)
+    if verified.root_cause is None:
+        return det.model_copy(
+            update={
+                "llm_error": "the LLM's root cause cited no evidence that exists; deterministic RCA kept",
+                "dropped": verified.dropped,
+                "model": settings.llm_model,
+            }
+        )
+    category = answer.root_cause.category
+    return RootCauseAnalysis(
+        source="llm",
+        model=settings.llm_model,
+        category=category,
+        confidence=llm_confidence(
+            category.value,
+            det.probabilities,
+            det.support,
+            kept_fraction=verified.kept_fraction,
+            self_reported=answer.confidence / 100,
+        ),
+        severity=det.severity,
+        code_related=det.code_related,
+        root_cause=verified.root_cause,
+        hypotheses=det.hypotheses,
+        claims=verified.claims,
+        recommended_actions=verified.actions,
+        dropped=verified.dropped,
+        evidence=det.evidence,
+        runbooks=det.runbooks,
+        similar_incidents=det.similar_incidents,
+        probabilities=det.probabilities,
+        support=det.support,
+    )

@@ -1,0 +1,83 @@
+"""Numbered evidence items for the RCA: the analysis report's evidence plus retrieved runbooks and incidents.
+
+Items keep the analysis engine's stable ids (`detector:…`, `error:…`, `deploy:…`, `metric:…`, …); runbook
+passages become `runbook:<n>` and past incidents `incident:<id>`, so that actions can cite the runbook they
+follow. Order is relevance: detector findings, errors, deploys, anomalies and metrics, templates, alerts, then
+knowledge; a token budget cuts from the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from vigil.analysis.fingerprints import truncate
+from vigil.analysis.report import AnalysisReport, Evidence
+from vigil.knowledge.models import KnowledgeHit
+from vigil.rca.models import EvidenceItem
+
+MAX_ITEMS = 40
+DETAIL_CHARS = 600
+KNOWLEDGE_CHARS = 900
+_KIND_ORDER = {"detector": 0, "error": 1, "deploy": 2, "anomaly": 3, "metric": 4, "log-template": 5, "alert": 6}
+
+
+def _detail(item: Evidence) -> str:
+    parts: list[str] = []
+    if item.count is not None:
+        parts.append(f"count={item.count}")
+    if item.first_seen is not None:
+        parts.append(f"first_seen={item.first_seen.isoformat()}")
+    if item.services:
+        parts.append("services=" + ",".join(item.services[:5]))
+    for key in ("category", "severity", "frame", "minutes_before_onset", "author", "description", "score"):
+        value = item.data.get(key)
+        if value not in (None, "", []):
+            parts.append(f"{key}={value}")
+    samples = item.data.get("samples") or ([item.data["sample"]] if item.data.get("sample") else [])
+    text = " ".join(parts)
+    if samples:
+        text += "\nsamples:\n" + "\n".join(truncate(str(s), 240) for s in samples[:3])
+    return truncate(text, DETAIL_CHARS)
+
+
+def knowledge_id(hit: KnowledgeHit, index: int) -> str:
+    if hit.collection == "incidents":
+        return f"incident:{hit.source}"
+    return f"runbook:{index}"
+
+
+def evidence_items(
+    report: AnalysisReport,
+    runbooks: Sequence[KnowledgeHit] = (),
+    incidents: Sequence[KnowledgeHit] = (),
+    limit: int = MAX_ITEMS,
+) -> list[EvidenceItem]:
+    ordered = sorted(report.evidence, key=lambda e: _KIND_ORDER.get(e.kind, 7))
+    items = [EvidenceItem(id=e.id, kind=e.kind, title=truncate(e.title, 300), detail=_detail(e)) for e in ordered][
+        : max(limit - len(runbooks) - len(incidents), 0)
+    ]
+    for n, hit in enumerate(runbooks, start=1):
+        items.append(
+            EvidenceItem(
+                id=knowledge_id(hit, n),
+                kind="runbook",
+                title=truncate(f"{hit.title} ({hit.source})", 300),
+                detail=truncate(hit.text, KNOWLEDGE_CHARS),
+            )
+        )
+    for hit in incidents:
+        items.append(
+            EvidenceItem(
+                id=knowledge_id(hit, 0),
+                kind="incident",
+                title=truncate(hit.title, 300),
+                detail=truncate(hit.text, KNOWLEDGE_CHARS),
+            )
+        )
+    return items
+
+
+def estimate_tokens(text: str) -> int:
+    """A conservative token estimate (about 3.5 characters per token for English and log text); the budget
+    only has to keep the prompt inside the model's context, not to be exact."""
+    return int(len(text) / 3.5) + 1
