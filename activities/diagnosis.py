@@ -1,5 +1,8 @@
 """Diagnosis activities on `vigil-ml`: gather, analyse, retrieve and write the RCA; the LLM RCA; DocQA; and
-indexing a resolved incident into the knowledge base.
+indexing a resolved incident into the knowledge base. Their metrics go out through the worker's Temporal
+runtime, on its Prometheus endpoint (`vigil_diagnoses_total`, `vigil_diagnosis_stage_seconds`,
+`vigil_llm_requests_total`, `vigil_rca_dropped_claims_total`, `vigil_retrieval_failures_total`,
+`vigil_docqa_answers_total`).
 
 `diagnose_incident` reads the incident's log window and deploys from the store itself (megabytes of log text
 never pass through workflow history), runs the analysis engine in a thread while heartbeating, retrieves
@@ -14,7 +17,9 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import TypeVar
 
@@ -55,6 +60,22 @@ async def with_heartbeat(work: Awaitable[T], what: Callable[[], str]) -> T:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+
+
+def _count(name: str, description: str, value: int = 1, **attributes: str) -> None:
+    activity.metric_meter().create_counter(name, description).add(value, attributes)
+
+
+@contextmanager
+def _stage(stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        histogram = activity.metric_meter().create_histogram_float(
+            "vigil_diagnosis_stage_seconds", "Time of one diagnosis stage.", "s"
+        )
+        histogram.record(time.perf_counter() - start, {"stage": stage})
 
 
 def _bundle_alert(record: AlertRecord) -> Alert:
@@ -118,41 +139,58 @@ class DiagnosisActivities:
     @activity.defn(name="diagnose_incident")
     async def diagnose_incident(self, data: DiagnoseInput) -> Diagnosis:
         stage = ["gathering logs and deploys"]
-        bundle = await self._gather(data)
-        report: AnalysisReport = await with_heartbeat(
-            asyncio.to_thread(analyze, bundle, classifier=default_classifier(), progress=stage.append),
-            lambda: stage[-1],
-        )
+        with _stage("gather"):
+            bundle = await self._gather(data)
+        with _stage("analysis"):
+            report: AnalysisReport = await with_heartbeat(
+                asyncio.to_thread(analyze, bundle, classifier=default_classifier(), progress=stage.append),
+                lambda: stage[-1],
+            )
         stage.append("retrieving runbooks and similar incidents")
         try:
-            runbooks, incidents = await with_heartbeat(
-                asyncio.to_thread(self._knowledge.retrieve, data.alerts, report), lambda: stage[-1]
-            )
+            with _stage("retrieval"):
+                runbooks, incidents = await with_heartbeat(
+                    asyncio.to_thread(self._knowledge.retrieve, data.alerts, report), lambda: stage[-1]
+                )
         except Exception as exc:  # retrieval is an aid: a broken knowledge base must not block the diagnosis
             log.warning("retrieval failed for %s: %s", data.incident_id, exc)
+            _count("vigil_retrieval_failures_total", "Retrievals that failed; the diagnosis went on without.")
             runbooks, incidents = [], []
         configured = llm_configured(self._settings)
         rca = deterministic_rca(report, runbooks, incidents, llm_error=None if configured else NO_LLM)
         await self._store.save_diagnosis(data.incident_id, rca)
+        _count("vigil_diagnoses_total", "Diagnoses written.", source=rca.source, category=rca.category.value)
         return Diagnosis(rca=rca, llm_configured=configured, log_lines=len(bundle.logs))
 
     @activity.defn(name="llm_diagnose")
     async def llm_diagnose(self, data: LLMDiagnoseInput) -> RootCauseAnalysis:
+        requests = "vigil_llm_requests_total"
+        about = "LLM RCA requests by outcome."
         try:
-            rca = await with_heartbeat(
-                llm_rca(self._settings, data.diagnosis, data.title), lambda: f"waiting for {self._settings.llm_model}"
-            )
+            with _stage("llm"):
+                rca = await with_heartbeat(
+                    llm_rca(self._settings, data.diagnosis, data.title),
+                    lambda: f"waiting for {self._settings.llm_model}",
+                )
         except LLMError as exc:
+            _count(requests, about, outcome="unavailable" if exc.retryable else "rejected")
             raise ApplicationError(
                 str(exc), type=LLM_REJECTED if not exc.retryable else "LLMUnavailable", non_retryable=not exc.retryable
             ) from exc
+        _count(requests, about, outcome="used" if rca.source == "llm" else "no_valid_citation")
+        if rca.dropped:
+            _count("vigil_rca_dropped_claims_total", "LLM claims dropped by the citation verifier.", len(rca.dropped))
         await self._store.save_diagnosis(data.incident_id, rca)
+        if rca.source == "llm":
+            _count("vigil_diagnoses_total", "Diagnoses written.", source="llm", category=rca.category.value)
         return rca
 
     @activity.defn(name="answer_question")
     async def answer_question(self, query: ChatQuery) -> ChatAnswer:
         passages = await asyncio.to_thread(lambda: retrieve(self._knowledge.base(), query))
-        return await with_heartbeat(answer(self._settings, query, passages), lambda: "answering")
+        reply = await with_heartbeat(answer(self._settings, query, passages), lambda: "answering")
+        _count("vigil_docqa_answers_total", "DocQA answers by how they were written.", source=reply.source)
+        return reply
 
     @activity.defn(name="index_resolved_incident")
     async def index_resolved_incident(self, incident: ResolvedIncident) -> None:

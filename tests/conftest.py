@@ -18,8 +18,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from api.app import create_app
-from tests.support import VENV_BIN
-from vigil.settings import Settings
+from tests.support import VENV_BIN, free_port
+from vigil.settings import Settings, get_settings
 from vigil.stack.postgres import start_embedded_postgres
 from vigil.store.database import Store, migrate_database
 from vigil.temporal import SEARCH_ATTRIBUTES
@@ -134,6 +134,20 @@ async def api(temporal_client: Client, store: Store, database_url: str) -> Async
             return client
 
         yield factory
+
+
+@pytest.fixture
+def cli_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """For CLI commands run in this process: a private state dir (its Qdrant), the small fixture runbooks, no
+    Qdrant server, no LLM and no reachable Temporal (so `vigil ask` answers offline)."""
+    for name in ("QDRANT_URL", "VIGIL_QDRANT_URL", "LLM_BASE_URL", "VIGIL_LLM_BASE_URL", "TEMPORAL_ADDRESS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VIGIL_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("VIGIL_RUNBOOKS_DIR", str(FIXTURES / "runbooks"))
+    monkeypatch.setenv("VIGIL_TEMPORAL_PORT", str(free_port()))
+    get_settings.cache_clear()
+    yield tmp_path / "state"
+    get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -22,6 +22,9 @@ from vigil.analysis.report import AnalysisReport, analyze
 from vigil.cli import app
 from vigil.settings import ML_TASK_QUEUE
 
+# CLI runs get a private state dir (their Qdrant) and the small fixture runbooks.
+pytestmark = pytest.mark.usefixtures("cli_state")
+
 TRACE = (
     "Traceback (most recent call last):\n"
     '  File "/app/toyprod/dependencies.py", line 71, in _connection\n    self._connect()\n'
@@ -159,7 +162,19 @@ def test_analyze_cli(tmp_path: Path) -> None:
     path.write_text(json.dumps(toyprod_bundle()))
     result = CliRunner().invoke(app, ["analyze", str(path)])
     assert result.exit_code == 0, result.output
-    check_report(json.loads(result.stdout))
+    report = json.loads(result.stdout)
+    check_report(report)
+    # the deterministic RCA, with the runbooks retrieval found and (none yet) similar incidents
+    ids = {e["id"] for e in report["evidence"]}
+    assert report["rca"]["source"] == "deterministic"
+    assert set(report["rca"]["root_cause"]["evidence"]) <= ids | {f"runbook:{n}" for n in range(1, 4)}
+    assert report["runbooks"]
+    assert {"source", "title", "score", "text"} <= set(report["runbooks"][0])
+    assert report["similar_incidents"] == []
+    assert any(a.get("runbook") for a in report["rca"]["recommended_actions"])
+    without = CliRunner().invoke(app, ["analyze", str(path), "--no-knowledge"])
+    assert without.exit_code == 0, without.output
+    assert json.loads(without.stdout)["runbooks"] == []
 
 
 def test_analyze_bad_bundles(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from vigil.knowledge.embedder import Embedder
 from vigil.knowledge.models import ResolvedIncident
 from vigil.knowledge.query import query_for_alert
 from vigil.knowledge.sparse import tokenize
-from vigil.settings import Settings, get_settings
+from vigil.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runbooks"
 
@@ -190,16 +190,6 @@ def test_incidents_round_trip(kb: KnowledgeBase) -> None:
     ]
     assert "fixed the pool size" in hits[0].text
     assert "Root cause: Release 2.3.1" in hits[0].text
-
-
-@pytest.fixture
-def cli_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("VIGIL_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.delenv("QDRANT_URL", raising=False)
-    monkeypatch.delenv("VIGIL_QDRANT_URL", raising=False)
-    get_settings.cache_clear()
-    yield tmp_path / "state"
-    get_settings.cache_clear()
 
 
 def test_cli_index_search_json_and_batch(cli_state: Path, tmp_path: Path, embedder: Embedder) -> None:

@@ -4,18 +4,21 @@ LLM client's error handling over real HTTP."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from tests.rca_support import INJECTION, RUNBOOK, MisbehavingLLM, outage_bundle
 from vigil.analysis.bundle import parse_bundle
 from vigil.analysis.classify import default_classifier
 from vigil.analysis.report import AnalysisReport, analyze
+from vigil.cli import app
 from vigil.rca.confidence import evidence_confidence, llm_confidence
 from vigil.rca.engine import NO_LLM, deterministic_rca, llm_rca
 from vigil.rca.llm import LLMError
-from vigil.rca.models import LLMAnswer, RootCauseAnalysis
+from vigil.rca.models import ChatAnswer, LLMAnswer, RootCauseAnalysis
 from vigil.rca.prompt import answer_schema, build_messages, fence_marker
 from vigil.rca.verify import verify_answer
 from vigil.settings import Settings
@@ -209,3 +212,20 @@ async def test_api_key_is_sent_as_bearer_and_never_in_the_prompt(det: RootCauseA
         authorization = server.authorizations[-1]
     assert authorization == "Bearer sk-very-secret"
     assert "sk-very-secret" not in body
+
+
+def test_vigil_ask_answers_offline_with_citations(cli_state: Path) -> None:
+    """No stack answers (Temporal port unused): `vigil ask` reads the local knowledge base itself."""
+    result = CliRunner().invoke(app, ["ask", "the postgres connection pool is exhausted, what do I check?", "--json"])
+    assert result.exit_code == 0, result.output
+    reply = ChatAnswer.model_validate_json(result.stdout)
+    assert reply.source == "extractive"
+    assert reply.citations
+    assert any("postgres" in c.source for c in reply.citations)
+    assert any(f"[{c.id}]" in reply.answer for c in reply.citations)
+    text = CliRunner().invoke(app, ["ask", "disk full"])
+    assert text.exit_code == 0, text.output
+    assert "disk" in text.output.lower()
+    empty = CliRunner().invoke(app, ["ask", ""])
+    assert empty.exit_code == 2
+    assert "error:" in empty.output

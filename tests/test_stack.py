@@ -85,6 +85,7 @@ def test_child_dies_with_its_killed_parent(tmp_path: Path) -> None:
 def stack_env(tmp_path: Path) -> dict[str, str]:
     env = person_env(tmp_path)
     env["VIGIL_TOYPROD_TRAFFIC_RPS"] = "2"
+    env["VIGIL_RUNBOOKS_DIR"] = str(Path(__file__).parent / "fixtures" / "runbooks")  # a few: fast first index
     return env
 
 
@@ -164,12 +165,25 @@ def test_vigil_up_serves_stops_cleanly_and_keeps_incidents(
             f"incident {incident_id}; logs:\n{first.report()}",
         )
 
-        # Each worker process serves the Temporal SDK's Prometheus metrics on its own port.
+        # Triage diagnoses the incident on the ml worker process (deterministic RCA: no LLM configured).
+        wait_until(
+            lambda: (
+                (http.get(f"/api/v1/incidents/{incident_id}").json().get("diagnosis") or {}).get("source")
+                == "deterministic"
+            ),
+            120,
+            f"a diagnosis of {incident_id}; logs:\n{first.report()}",
+        )
+        # Each worker process serves the Temporal SDK's Prometheus metrics on its own port, the ml worker also
+        # Vigil's diagnosis metrics.
         for role in ("INCIDENTS", "ML", "INTEGRATIONS"):
             port = stack_env[f"VIGIL_{role}_WORKER_METRICS_PORT"]
             metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10, trust_env=False)
             assert metrics.status_code == 200
             assert "temporal_" in metrics.text, (role, metrics.text[:500])
+            if role == "ML":
+                assert "vigil_diagnoses_total" in metrics.text, metrics.text[-2000:]
+                assert "vigil_diagnosis_stage_seconds" in metrics.text
         # A child that dies is restarted by the supervisor.
         [api_process] = [p for p in psutil.Process(first.proc.pid).children() if p.cmdline()[-2:] == ["vigil", "api"]]
         api_process.kill()
