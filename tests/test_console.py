@@ -1,9 +1,11 @@
-"""The incident console (ui.console): its pure row/link/message functions, the page in NiceGUI's in-process user
-simulation against real Temporal dev servers, and `python -m vigil console` as a real process."""
+"""The incident console (ui.console, ui.incident): its pure row/link/message functions, the pages in NiceGUI's
+in-process user simulation against real Temporal dev servers (the incident page on an incident diagnosed by the
+production workers), and `python -m vigil console` as a real process."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,15 +19,20 @@ import pytest
 from nicegui import ui
 from nicegui.storage import Storage
 from nicegui.testing import user_simulation
+from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
-from tests.support import VENV_BIN, eventually, free_port
+from tests.conftest import ApiFactory
+from tests.rca_support import outage_logs
+from tests.support import VENV_BIN, am_alert, eventually, free_port
+from tests.test_incident_flow import detail, open_incident
 from ui.console import (
     LIST_LIMIT,
     TEMPORAL_ERRORS,
     IncidentSource,
     api_docs_url,
+    console_root,
     enum_options,
     format_utc,
     incident_row,
@@ -34,7 +41,10 @@ from ui.console import (
     temporal_ui_url,
     unavailable_message,
 )
+from ui.incident import CONFIDENCE_NOTE, evidence_anchor, percent, source_text, unknown_message
+from vigil.analysis.models import Category
 from vigil.models import IncidentStatus, IncidentSummary, Severity
+from vigil.rca.models import RCARootCause, RootCauseAnalysis
 from vigil.settings import Settings
 from vigil.temporal import SEARCH_ATTRIBUTES, SERVICE_ATTR, SEVERITY_ATTR, STATUS_ATTR
 
@@ -84,6 +94,7 @@ def test_row_links_the_embedded_web_ui_and_the_api() -> None:
         "severity": "critical",
         "service": "checkout",
         "started": "2024-05-01 11:52:31",
+        "console_url": "/incidents/incident-checkout-prod-5f1a3c2b9e",
         "temporal_url": "http://127.0.0.1:8299/namespaces/vigil/workflows/incident-checkout-prod-5f1a3c2b9e",
         "api_url": "http://127.0.0.1:8001/api/v1/incidents/incident-checkout-prod-5f1a3c2b9e",
     }
@@ -99,6 +110,7 @@ def test_row_of_an_external_temporal_links_only_the_api_and_dashes_what_is_missi
     assert row["temporal_url"] is None
     assert temporal_ui_url(settings) is None
     assert row["api_url"] == "http://127.0.0.1:8000/api/v1/incidents/incident-a%2Fb"
+    assert row["console_url"] == "/incidents/incident-a%2Fb"
     assert [row[key] for key in ("title", "status", "severity", "service", "started")] == ["—"] * 5
 
 
@@ -144,6 +156,33 @@ def test_messages() -> None:
     assert stale.endswith(
         ": no answer within 5 s. Retrying every 5 s. The table shows the list of 2024-05-01 11:52:31 UTC."
     )
+
+
+def test_evidence_anchors_are_html_safe_and_distinct() -> None:
+    ids = ["log:tpl-17", "log,tpl-17", "detector:db-connection-refused", "metric:{job=api,le=0.5}", ":::", "é"]
+    anchors = [evidence_anchor(evidence_id) for evidence_id in ids]
+
+    assert all(re.fullmatch(r"ev-[A-Za-z0-9_-]+", anchor) for anchor in anchors), anchors
+    assert len(set(anchors)) == len(ids)
+    assert anchors[2].startswith("ev-detector-db-connection-refused-")
+    assert evidence_anchor("log:tpl-17") == anchors[0]  # stable
+
+
+def test_diagnosis_source_and_confidence_texts() -> None:
+    rca = RootCauseAnalysis(
+        source="llm",
+        model="qwen2.5-7b",
+        category=Category.DATABASE,
+        confidence=0.8349,
+        severity="critical",
+        code_related=False,
+        root_cause=RCARootCause(summary="db down", component="checkout/database", evidence=["detector:x"]),
+    )
+
+    assert source_text(rca) == "LLM (qwen2.5-7b)"
+    assert source_text(rca.model_copy(update={"model": None})) == "LLM"
+    assert source_text(rca.model_copy(update={"source": "deterministic"})).startswith("deterministic")
+    assert percent(rca.confidence) == "83%"
 
 
 # --- against real Temporal dev servers ---------------------------------------------------------------------
@@ -245,7 +284,7 @@ async def test_page_lists_and_filters_incidents_from_real_temporal() -> None:
         source = IncidentSource(settings)
         await eventually(lambda: source.incidents(status=None, severity=None), lambda rows: len(rows) == 2)
 
-        async with user_simulation(root=lambda: index_page(settings, source)) as user:
+        async with user_simulation(root=lambda: console_root(settings, source)) as user:
             await user.open("/")
             await user.should_see("2 incidents · updated", retries=50)
             table = next(iter(user.find(ui.table).elements))
@@ -260,6 +299,15 @@ async def test_page_lists_and_filters_incidents_from_real_temporal() -> None:
             status_filter.value = IncidentStatus.OPEN
             await user.should_see("1 incident · updated", retries=50)
             assert [row["incident_id"] for row in table.rows] == ["incident-console-0"]
+            assert table.rows[0]["console_url"] == "/incidents/incident-console-0"
+
+            # Its page: what visibility knows, and a clear word that no worker answered the state query.
+            await user.open("/incidents/incident-console-0")
+            await user.should_see("No worker answered the incident's state query", retries=150)
+            await user.should_see("Incident 0")
+            await user.should_see("Status: open")
+            await user.should_see("Severity: critical")
+            await user.should_see("Service: checkout")
     finally:
         await env.shutdown()
 
@@ -273,6 +321,117 @@ async def test_page_says_so_when_temporal_is_unreachable() -> None:
         await user.open("/")
         await user.should_see(f"Cannot list incidents from Temporal at {settings.temporal_target}", retries=50)
         await user.should_see(f"Temporal: {settings.temporal_target}")  # no Web UI link for an external server
+
+
+@pytest.mark.usefixtures("nicegui_storage")
+async def test_incident_page_of_an_unknown_incident_says_so(empty_temporal: WorkflowEnvironment) -> None:
+    settings = settings_for(empty_temporal)
+    source = IncidentSource(settings)
+
+    async with user_simulation(root=lambda: console_root(settings, source)) as user:
+        await user.open("/incidents/incident-nobody-knows")
+        await user.should_see(unknown_message("incident-nobody-knows"), retries=50)
+        await user.should_not_see("500")
+        await user.should_see("All incidents")
+
+
+def session_console(temporal_client: Client) -> tuple[Settings, IncidentSource]:
+    """The console on the session's Temporal server, where the session's production workers run incidents."""
+    settings = make_settings(TEMPORAL_ADDRESS=temporal_client.service_client.config.target_host)
+    return settings, IncidentSource(settings)
+
+
+@pytest.mark.usefixtures("nicegui_storage", "workers")
+async def test_incident_page_says_the_diagnosis_is_pending(
+    api: ApiFactory, temporal_client: Client, unique: str
+) -> None:
+    client = api(debounce_seconds=3600)  # the alert storm is still being collected: no diagnosis for an hour
+    incident_id = await open_incident(client, [am_alert(unique, service=f"svc-{unique.lower()}", instance="i1")])
+    settings, source = session_console(temporal_client)
+
+    async with user_simulation(root=lambda: console_root(settings, source)) as user:
+        await user.open(f"/incidents/{incident_id}")
+        await user.should_see("Diagnosis pending", retries=100)
+        await user.should_see("Status: open")
+        await user.should_see(unique)  # the title names the alert
+        await user.should_see("Timeline (newest first")
+        await user.should_not_see("Root cause")
+        user.find("Reload").click()
+        await user.should_see("Diagnosis pending", retries=100)
+
+
+SCRIPT = "<script>alert(1)</script>"
+HTML_LINE = f'GET /api/cart failed: {SCRIPT} <a href="http://evil.example/login">sign in again</a>'
+
+
+async def diagnosed_incident(api: ApiFactory, unique: str) -> tuple[str, RootCauseAnalysis]:
+    """A database outage in the stored logs, with log lines carrying HTML, diagnosed by the session's ml worker."""
+    client = api(quiet_period_seconds=3600)
+    service = f"svc-{unique.lower()}"
+    start = datetime.now(UTC) - timedelta(minutes=12)
+    logs = outage_logs(service, start=start) + [
+        {
+            "ts": (start + timedelta(seconds=15 * i)).isoformat(),
+            "service": service,
+            "level": "error",
+            "message": HTML_LINE,
+        }
+        for i in range(20, 30)
+    ]
+    pushed = await client.post("/api/v1/logs", json=logs)
+    assert pushed.status_code == 202, pushed.text
+    incident_id = await open_incident(client, [am_alert(unique, service=service, instance="i1")])
+    diagnosed = await eventually(
+        lambda: detail(client, incident_id),
+        lambda d: d.state is not None and d.state.diagnosis is not None,
+        timeout=90,
+    )
+    assert diagnosed.state is not None
+    assert diagnosed.state.diagnosis is not None
+    return incident_id, diagnosed.state.diagnosis
+
+
+@pytest.mark.usefixtures("nicegui_storage", "workers")
+async def test_incident_page_shows_the_diagnosis_with_links_to_its_evidence(
+    api: ApiFactory, temporal_client: Client, unique: str
+) -> None:
+    incident_id, rca = await diagnosed_incident(api, unique)
+    assert rca.runbooks, "retrieval found no runbook"
+    assert any(SCRIPT in item.detail for item in rca.evidence), "the HTML log line is not in the evidence"
+    settings, source = session_console(temporal_client)
+
+    async with user_simulation(root=lambda: console_root(settings, source)) as user:
+        await user.open(f"/incidents/{incident_id}")
+        await user.should_see(rca.root_cause.summary, retries=100)
+        await user.should_see(f"Component: {rca.root_cause.component}")
+        await user.should_see(f"Confidence {percent(rca.confidence)}")
+        await user.should_see(CONFIDENCE_NOTE)
+        await user.should_see("Source: deterministic")
+        await user.should_see(f"LLM answer not used: {rca.llm_error}")
+        await user.should_see("Dropped by the verifier")
+        for item in rca.evidence:
+            await user.should_see(item.title)
+        await user.should_see(rca.runbooks[0].title)
+        await user.should_see(rca.runbooks[0].source)
+
+        anchors = {element.props["id"]: element for element in user.find(ui.column).elements if "id" in element.props}
+        chips = [link for link in user.find(ui.link).elements if link.props["href"].startswith("#")]
+        # Every root-cause citation is a chip linking to its evidence item on the page ...
+        for evidence_id in rca.root_cause.evidence:
+            anchor = evidence_anchor(evidence_id)
+            assert any(link.text == evidence_id and link.props["href"] == f"#{anchor}" for link in chips)
+            assert anchor in anchors
+        # ... and so is every other chip: none points to nothing.
+        assert {link.props["href"][1:] for link in chips} <= set(anchors)
+        assert len(anchors) == len(rca.evidence)
+
+        # The log line with HTML is shown as text, in plain labels; nothing on the page renders HTML or markdown.
+        shown = user.find(content=SCRIPT).elements
+        assert shown
+        assert all(type(element) is ui.label for element in shown)
+        await user.should_not_see(ui.html)
+        await user.should_not_see(ui.markdown)
+        assert not [link for link in user.find(ui.link).elements if "evil.example" in link.props["href"]]
 
 
 # --- `python -m vigil console` ----------------------------------------------------------------------------
@@ -327,6 +486,8 @@ async def test_console_serves_its_page_while_temporal_is_down_and_stops_cleanly(
         page = await eventually(index, lambda response: response is not None and response.status_code == 200)
         assert page is not None
         assert "Vigil" in page.text
+        incident = await http.get("/incidents/incident-anything")  # routed in the browser: the same page
+        assert incident.status_code == 200
 
     async def logged() -> str:
         return log.read_text()

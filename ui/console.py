@@ -1,4 +1,6 @@
-"""`vigil console`: a first NiceGUI incident console, a live list of incidents read from Temporal visibility.
+"""`vigil console`: the NiceGUI incident console. `/` is a live list of incidents read from Temporal visibility;
+`/incidents/{id}` (ui.incident) shows one incident's diagnosis, evidence and timeline from the workflow's
+`state` query.
 
 The data shaping (summary -> table row, links, messages) lives in pure functions so tests need no browser; the
 page itself only wires them to NiceGUI elements. NiceGUI is imported inside `serve` and the page builder, not at
@@ -11,17 +13,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRejectedError
+from temporalio.service import RPCError, RPCStatusCode
 
-from vigil.incident_list import list_incidents
-from vigil.models import IncidentStatus, IncidentSummary, Severity
+from vigil.incident_list import incident_summary, list_incidents
+from vigil.models import IncidentState, IncidentStatus, IncidentSummary, Severity
 from vigil.settings import Settings
 from vigil.temporal import connect
 
@@ -34,6 +37,8 @@ REFRESH_SECONDS = 5.0
 LIST_LIMIT = 200
 TEMPORAL_TIMEOUT_SECONDS = 5.0
 """Longest wait for Temporal to connect, and again to list: the client's own retries would take much longer."""
+QUERY_TIMEOUT_SECONDS = 5.0
+"""Longest wait for a worker to answer the `state` query of one incident."""
 MISSING = "—"
 
 TEMPORAL_ERRORS: tuple[type[Exception], ...] = (RuntimeError, RPCError, TimeoutError)
@@ -49,12 +54,14 @@ COLUMNS: list[dict[str, Any]] = [
     {"name": "started", "label": "Started (UTC)", "field": "started", "align": "left", "sortable": True},
 ]
 
-# The id links to the workflow in the Temporal Web UI when there is one we know of; the API detail always.
+# The id opens the incident page; beside it the workflow in the Temporal Web UI when there is one we know of,
+# and the API detail always.
 ID_CELL_TEMPLATE = """
 <q-td :props="props">
+  <a :href="props.row.console_url" class="text-primary"
+     title="Diagnosis, evidence and timeline">{{ props.row.incident_id }}</a>
   <a v-if="props.row.temporal_url" :href="props.row.temporal_url" target="_blank"
-     class="text-primary" title="Workflow in the Temporal Web UI">{{ props.row.incident_id }}</a>
-  <span v-else>{{ props.row.incident_id }}</span>
+     class="q-ml-sm text-caption text-grey-7" title="Workflow in the Temporal Web UI">Temporal</a>
   <a :href="props.row.api_url" target="_blank" class="q-ml-sm text-caption text-grey-7"
      title="Live state and timeline from the Vigil API">API</a>
 </q-td>
@@ -81,6 +88,10 @@ def api_docs_url(settings: Settings) -> str:
 
 def api_incident_url(settings: Settings, incident_id: str) -> str:
     return f"{api_base_url(settings)}/api/v1/incidents/{quote(incident_id, safe='')}"
+
+
+def console_incident_path(incident_id: str) -> str:
+    return f"/incidents/{quote(incident_id, safe='')}"
 
 
 def temporal_ui_url(settings: Settings) -> str | None:
@@ -118,6 +129,7 @@ def incident_row(summary: IncidentSummary, settings: Settings) -> dict[str, str 
         "severity": label(summary.severity) if summary.severity else MISSING,
         "service": summary.service or MISSING,
         "started": format_utc(summary.started_at),
+        "console_url": console_incident_path(summary.incident_id),
         "temporal_url": temporal_workflow_url(settings, summary.incident_id),
         "api_url": api_incident_url(settings, summary.incident_id),
     }
@@ -133,16 +145,29 @@ def listed_message(count: int, at: datetime) -> str:
     return f"{shown} · updated {format_utc(at)} UTC · refreshes every {REFRESH_SECONDS:g} s"
 
 
-def unavailable_message(target: str, error: BaseException, last_listed: datetime | None) -> str:
+def temporal_reason(error: BaseException) -> str:
     if isinstance(error, TimeoutError):
-        reason = f"no answer within {TEMPORAL_TIMEOUT_SECONDS:g} s"
-    else:
-        reason = str(error) or type(error).__name__
+        return f"no answer within {TEMPORAL_TIMEOUT_SECONDS:g} s"
+    return str(error) or type(error).__name__
+
+
+def unavailable_message(target: str, error: BaseException, last_listed: datetime | None) -> str:
+    reason = temporal_reason(error)
     shown = f" The table shows the list of {format_utc(last_listed)} UTC." if last_listed else ""
     return f"Cannot list incidents from Temporal at {target}: {reason}. Retrying every {REFRESH_SECONDS:g} s.{shown}"
 
 
 # --- Temporal ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IncidentView:
+    """One incident as Temporal tells it: `summary` from the workflow's description (no worker needed; None when
+    Temporal has no such incident), `state` from its `state` query (None when no worker answered, and why)."""
+
+    summary: IncidentSummary | None
+    state: IncidentState | None = None
+    query_error: str | None = None
 
 
 class IncidentSource:
@@ -179,6 +204,31 @@ class IncidentSource:
         async with asyncio.timeout(TEMPORAL_TIMEOUT_SECONDS):
             return await list_incidents(client, status=status, severity=severity, limit=LIST_LIMIT)
 
+    async def incident(self, incident_id: str) -> IncidentView:
+        client = await self._connected()
+        handle = client.get_workflow_handle(incident_id)
+        try:
+            async with asyncio.timeout(TEMPORAL_TIMEOUT_SECONDS):
+                description = await handle.describe()
+                memo = await description.memo()
+        except RPCError as error:
+            if error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+                return IncidentView(summary=None)
+            raise
+        if description.workflow_type != "IncidentWorkflow":
+            return IncidentView(summary=None)
+        summary = incident_summary(description, memo)
+        try:
+            async with asyncio.timeout(QUERY_TIMEOUT_SECONDS + 1):
+                state = await handle.query(
+                    "state", result_type=IncidentState, rpc_timeout=timedelta(seconds=QUERY_TIMEOUT_SECONDS)
+                )
+        except TimeoutError:
+            return IncidentView(summary, query_error=f"no answer within {QUERY_TIMEOUT_SECONDS:g} s")
+        except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError) as error:
+            return IncidentView(summary, query_error=str(error) or type(error).__name__)
+        return IncidentView(summary, state)
+
 
 # --- page --------------------------------------------------------------------------------------------------
 
@@ -187,6 +237,7 @@ def index_page(settings: Settings, source: IncidentSource) -> None:
     """Build `/` for one browser tab. Its timer only runs while the tab is connected, so closed tabs cost nothing."""
     from nicegui import ui
 
+    ui.page_title(PAGE_TITLE)
     with ui.row().classes("w-full items-baseline"):
         ui.label(PAGE_TITLE).classes("text-h5")
         ui.space()
@@ -227,6 +278,20 @@ def index_page(settings: Settings, source: IncidentSource) -> None:
     ui.timer(REFRESH_SECONDS, refresh)
 
 
+def console_root(settings: Settings, source: IncidentSource) -> None:
+    """Every page of the console, routed in the browser: the list and each incident."""
+    from nicegui import ui
+
+    from ui.incident import CSS, incident_page
+
+    ui.add_css(CSS)
+
+    async def incident(incident_id: str) -> None:
+        await incident_page(settings, source, incident_id)
+
+    ui.sub_pages({"/": lambda: index_page(settings, source), "/incidents/{incident_id}": incident})
+
+
 def serve(settings: Settings) -> None:
     """Serve the console on listen_host:console_port until interrupted (SIGINT/SIGTERM)."""
     storage = os.environ.setdefault("NICEGUI_STORAGE_PATH", str((settings.state_dir / "console").resolve()))
@@ -236,12 +301,12 @@ def serve(settings: Settings) -> None:
 
     source = IncidentSource(settings)
     app.on_startup(source.connect_at_startup)
-    ui.page("/", title=PAGE_TITLE)(lambda: index_page(settings, source))
     # reload=False: NiceGUI's reloader would re-import the main module, which is the CLI (`python -m vigil`).
     ui.run(
+        lambda: console_root(settings, source),
         host=settings.listen_host,
         port=settings.console_port,
-        title="Vigil",
+        title=PAGE_TITLE,
         reload=False,
         show=False,
     )

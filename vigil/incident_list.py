@@ -14,7 +14,7 @@ from vigil.temporal import CATEGORY_ATTR, SERVICE_ATTR, SEVERITY_ATTR, STATUS_AT
 SERVICE_PATTERN = r"^[A-Za-z0-9_.:/-]{1,200}$"
 
 
-def _summary(execution: WorkflowExecution, memo: Mapping[str, Any]) -> IncidentSummary:
+def incident_summary(execution: WorkflowExecution, memo: Mapping[str, Any]) -> IncidentSummary:
     attrs = execution.typed_search_attributes
     status_value = attrs.get(STATUS_ATTR)
     severity_value = attrs.get(SEVERITY_ATTR)
@@ -52,5 +52,5 @@ async def list_incidents(
         clauses.append(f"{SERVICE_ATTR.name} = '{service}'")
     rows: list[IncidentSummary] = []
     async for execution in client.list_workflows(" AND ".join(clauses), limit=limit):
-        rows.append(_summary(execution, await execution.memo()))
+        rows.append(incident_summary(execution, await execution.memo()))
     return rows
