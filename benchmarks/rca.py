@@ -5,7 +5,8 @@ of: analysis, retrieval (hybrid, runbooks indexed once into a temporary local Qd
 and — with an LLM server — the LLM RCA over the same evidence. The baseline, in the same process, is the
 deterministic path (analysis + retrieval + RCA); the LLM figure is reported as a ratio to it. `--tiny-vllm`
 starts the tests' vLLM (CPU, random-weight tiny Llama: it measures the client path and guided decoding, not a
-real model's speed); it needs `scripts/setup-vllm.sh` first.
+real model's speed); it needs `scripts/setup-vllm.sh` first. On a 2-core machine that server's engine takes a
+core, which slows the no-LLM stages of the same run: measure them in a run without it.
 """
 
 from __future__ import annotations
