@@ -247,3 +247,37 @@ def test_legacy_model_file_loads_and_scores_as_before(tmp_path: Path) -> None:
     z = model.logits(features) / model.temperature
     expected = max(z) - np.log(np.exp(z - max(z)).sum()) - max(z)  # log-softmax of the best class
     assert prediction.confidence == pytest.approx(float(np.exp(expected)))
+
+
+def test_database_outage_seen_as_5xx_stays_a_database_incident() -> None:
+    """toyprod with its database down: connection-refused errors and the 5xx responses they cause. The 5xx
+    spike is the outage seen from outside; it must not tie the database cause with `dependency`."""
+    import json as _json
+    from datetime import UTC, datetime, timedelta
+
+    from tests.rca_support import TRACE
+    from vigil.analysis.bundle import parse_bundle
+    from vigil.analysis.classify import default_classifier
+    from vigil.analysis.report import analyze
+
+    start = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    logs = []
+    for i in range(120):
+        ts = (start + timedelta(seconds=5 * i)).isoformat()
+        failing = i >= 40
+        access = {
+            "ts": ts,
+            "level": "info",
+            "message": f"GET /api/products {500 if failing else 200}",
+            "status": 500 if failing else 200,
+            "route": "/api/products",
+        }
+        logs.append({"ts": ts, "service": "toyprod", "line": _json.dumps(access)})
+        if failing:
+            error = {"ts": ts, "level": "error", "message": f"GET /api/products failed\n{TRACE}"}
+            logs.append({"ts": ts, "service": "toyprod", "line": _json.dumps(error)})
+    report = analyze(parse_bundle({"logs": logs}), classifier=default_classifier())
+    detectors = {f.detector for f in report.findings}
+    assert {"db-connection-refused", "http-5xx-spike"} <= detectors
+    assert report.category.value == "database"
+    assert report.probabilities["database"] > 0.8

@@ -229,3 +229,30 @@ def test_vigil_ask_answers_offline_with_citations(cli_state: Path) -> None:
     empty = CliRunner().invoke(app, ["ask", ""])
     assert empty.exit_code == 2
     assert "error:" in empty.output
+
+
+def test_a_5xx_spike_beside_a_named_cause_counts_half() -> None:
+    """toyprod with its database down: the 5xx responses are the outage seen from outside, not a second cause."""
+    from datetime import UTC, datetime
+
+    from vigil.analysis.models import Category, Finding
+    from vigil.rca.confidence import detector_support
+
+    def finding(detector: str, category: Category, severity: str) -> Finding:
+        now = datetime.now(UTC)
+        return Finding(
+            id=f"detector:{detector}",
+            detector=detector,
+            category=category,
+            title=detector,
+            severity=severity,
+            count=100,
+            first_seen=now,
+            last_seen=now,
+            services=["toyprod"],
+        )
+
+    db = finding("db-connection-refused", Category.DATABASE, "critical")
+    spike = finding("http-5xx-spike", Category.DEPENDENCY, "high")
+    assert detector_support([db, spike]) == {"database": 0.75, "dependency": 0.25}
+    assert detector_support([spike]) == {"dependency": 1.0}

@@ -18,10 +18,18 @@ from vigil.analysis.models import Finding
 SEVERITY_WEIGHT = {"critical": 3.0, "high": 2.0, "warning": 1.0, "info": 0.5}
 
 
+SYMPTOM_DETECTORS = frozenset({"http-5xx-spike"})
+"""Detectors of symptoms: beside a cause another detector names, they count half (as in the classifier)."""
+
+
 def detector_support(findings: Sequence[Finding]) -> dict[str, float]:
     weights: dict[str, float] = defaultdict(float)
+    causes = {f.category for f in findings if f.detector not in SYMPTOM_DETECTORS}
     for finding in findings:
-        weights[finding.category.value] += SEVERITY_WEIGHT.get(finding.severity, 1.0)
+        weight = SEVERITY_WEIGHT.get(finding.severity, 1.0)
+        if finding.detector in SYMPTOM_DETECTORS and causes - {finding.category}:
+            weight /= 2
+        weights[finding.category.value] += weight
     total = sum(weights.values())
     return {category: round(w / total, 4) for category, w in weights.items()} if total else {}
 
