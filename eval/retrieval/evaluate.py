@@ -75,7 +75,8 @@ def load_cases(path: Path) -> list[Case]:
 
 def _runbooks(hits: Sequence[KnowledgeHit], indexed: Path, runbooks: Path) -> list[Path]:
     """The runbook of each hit, mapped back from the indexed folder (a copy with `--hide-alert-names`)."""
-    return [runbooks.resolve() / Path(hit.source).resolve().relative_to(indexed.resolve()) for hit in hits]
+    found = [Path(hit.source) if Path(hit.source).is_absolute() else REPO / hit.source for hit in hits]
+    return [runbooks.resolve() / path.resolve().relative_to(indexed.resolve()) for path in found]
 
 
 def without_alert_names(runbooks: Path, names: Sequence[str], into: Path) -> Path:

@@ -74,12 +74,19 @@ def expand_paths(paths: Sequence[Path]) -> list[Path]:
     return list(files)
 
 
+INSTALL_ROOT = Path(__file__).resolve().parents[2]
+"""Where Vigil (and its shipped `runbooks/`) lives."""
+
+
 def display_source(path: Path) -> str:
-    """How a hit names its file: relative to the working directory when below it (`runbooks/sre/x.md`)."""
-    try:
-        return path.relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return path.as_posix()
+    """How a hit names its file: relative to Vigil's own folder for the shipped runbooks (`runbooks/sre/x.md`,
+    whatever the working directory), else relative to the working directory when below it, else absolute."""
+    for root in (INSTALL_ROOT, Path.cwd().resolve()):
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:
+            continue
+    return path.as_posix()
 
 
 def _point_id(key: str) -> str:
