@@ -264,3 +264,9 @@ async def test_continue_as_new_carries_state(
     # it continues as new at least once (after its last store write, so possibly just after the query)
     await eventually(handle_now.describe, lambda described: described.run_id != first_run, timeout=30)
     assert len({e.seq for e in final.timeline}) == len(final.timeline)
+    # the diagnosis, running when the history grew too long, finished before the new run and was carried
+    carried = await eventually(
+        lambda: detail(client, incident_id), lambda d: d.state is not None and d.state.diagnosis is not None
+    )
+    assert carried.state is not None
+    assert carried.state.category == carried.state.diagnosis.category.value  # type: ignore[union-attr]

@@ -98,6 +98,8 @@ class IncidentWorkflow:
         self._publish()
         while self._state.status is not IncidentStatus.CLOSED:
             if self._continue_as_new_due():
+                if self._diagnosis is not None:
+                    await self._diagnosis  # its activities are bounded; a new run would not know of it
                 await self._drain(persister)
                 workflow.continue_as_new(
                     IncidentInput(
