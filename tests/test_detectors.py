@@ -117,6 +117,13 @@ POSITIVES: list[tuple[str, str, Level | None]] = [
     ("dns-failures", "getaddrinfo ENOTFOUND api.stripe.com", E),
     ("dns-failures", "java.net.UnknownHostException: payments.internal: Name or service not known", E),
     ("dns-failures", "curl: (6) Could not resolve host: example.invalid", E),
+    (
+        "dns-failures",
+        'Get "https://rates.svc/v1": dial tcp: lookup rates.svc on 10.96.0.10:53: read udp 10.42.5.17:40612->'
+        "10.96.0.10:53: i/o timeout",
+        E,
+    ),
+    ("dns-failures", "DNS query for db.internal timed out after 5s", E),
     ("dns-failures", "query failed: NXDOMAIN for payments.svc.cluster.local", W),
     # storage
     ("disk-full", "OSError: [Errno 28] No space left on device: '/var/lib/shop/blob-00042.bin'", E),

@@ -370,18 +370,21 @@ LINE_RULES: tuple[Rule, ...] = (
         Category.NETWORK,
         "high",
         "DNS resolution failures",
-        "NXDOMAIN, 'no such host', 'Temporary failure in name resolution', getaddrinfo failures, unknown host.",
+        "NXDOMAIN, 'no such host', 'Temporary failure in name resolution', getaddrinfo failures, unknown host, "
+        "a lookup against a resolver on :53 that fails (Go), DNS query timeouts.",
         _rx(
             r"\bnxdomain\b|\bservfail\b|\bno such host\b",
             r"\btemporary failure in name resolution\b|\bname or service not known\b",
             r"\bnodename nor servname provided\b|\bname resolution failed\b",
             r"\bgetaddrinfo\b.{0,40}\b(?:enotfound|eai_again|failed|error)\b|\b(?:enotfound|eai_again)\b",
             r"\bcould not resolve (?:host|hostname)\b|\bunknownhostexception\b|\bcould not be resolved\b",
+            # Go's resolver: "dial tcp: lookup HOST on 10.96.0.10:53: read udp ...: i/o timeout"
+            r"\blookup \S+ on \S+:53\b|\bdns (?:query|lookup|resolution)\b.{0,40}\b(?:timeout|timed out)\b",
         ),
         min_level=_W,
         keywords=_kw(
             "nxdomain servfail host resolution known nodename resolved getaddrinfo enotfound eai resolve "
-            "unknownhostexception"
+            "unknownhostexception lookup dns"
         ),
     ),
     Rule(
