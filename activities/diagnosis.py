@@ -20,18 +20,20 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
+import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from vigil.analysis.bundle import MAX_LOG_RECORDS, Alert, Bundle, Deploy, LogRecord
+from vigil.analysis.bundle import MAX_LOG_RECORDS, Alert, Bundle, Deploy, LogRecord, MetricSeries
 from vigil.analysis.classify import default_classifier
 from vigil.analysis.report import AnalysisReport, analyze
 from vigil.knowledge.models import ResolvedIncident
 from vigil.models import AlertRecord, DiagnoseInput, Diagnosis, LLMDiagnoseInput
 from vigil.models import LogRecord as StoredLogRecord
+from vigil.prometheus import expr_from_generator_url, measured, query_range
 from vigil.rca.docqa import answer, retrieve
 from vigil.rca.engine import NO_LLM, deterministic_rca, llm_rca
 from vigil.rca.llm import LLMError, llm_configured
@@ -42,6 +44,7 @@ from vigil.store.database import Store
 
 log = logging.getLogger("vigil.diagnosis")
 HEARTBEAT_SECONDS = 5.0
+MAX_ALERT_EXPRESSIONS = 3
 LLM_REJECTED = "LLMRejected"
 """Error type of a non-retryable LLM failure; the workflow's retry policy names it."""
 T = TypeVar("T")
@@ -134,7 +137,27 @@ class DiagnosisActivities:
             )
             for d in await self._store.deploys(service=None, start=deploy_start, end=end)
         ]
-        return Bundle(alerts=alerts, logs=logs, deploys=deploys)
+        metrics = await self._metrics(data.alerts, start, end)
+        return Bundle(alerts=alerts, logs=logs, deploys=deploys, metrics=metrics)
+
+    async def _metrics(self, alerts: list[AlertRecord], start: datetime, end: datetime) -> list[MetricSeries]:
+        """The alerts' own rule expressions over the window, from the Prometheus that fired them."""
+        base_url = self._settings.prometheus_query_url
+        exprs: dict[str, str] = {}
+        for alert in alerts:
+            expr = expr_from_generator_url(alert.generator_url)
+            if expr and len(exprs) < MAX_ALERT_EXPRESSIONS:
+                exprs.setdefault(measured(expr), alert.labels.get("alertname", "alert"))
+        if base_url is None or not exprs:
+            return []
+        series: list[MetricSeries] = []
+        for expr, name in exprs.items():
+            try:
+                series += await query_range(base_url, expr, start, end, name=name)
+            except (httpx.HTTPError, ValueError, KeyError) as exc:  # metrics are an aid, never a blocker
+                log.info("no metric series for %s from %s: %s", name, base_url, exc)
+                _count("vigil_metric_queries_failed_total", "Prometheus queries of the diagnosis that failed.")
+        return series
 
     @activity.defn(name="diagnose_incident")
     async def diagnose_incident(self, data: DiagnoseInput) -> Diagnosis:

@@ -50,6 +50,7 @@ def stack(tmp_path: Path) -> Iterator[VigilUp]:
             "VIGIL_MONITORING_ALERT_FOR": "5s",
             "VIGIL_MONITORING_GROUP_WAIT": "1s",
             "VIGIL_MONITORING_GROUP_INTERVAL": "2s",
+            "VIGIL_RUNBOOKS_DIR": str(Path(__file__).parent / "fixtures" / "runbooks"),  # a fast first index
         }
     )
     run = VigilUp(env, cwd=tmp_path)
@@ -145,6 +146,16 @@ def test_a_toyprod_fault_becomes_an_incident_and_resolves(stack: VigilUp) -> Non
 
         lines = poll(fault_logs, 30, lambda: "toyprod log lines of the fault window")
         assert all(datetime.fromisoformat(line["ts"]) >= fault_at for line in lines)
+
+        # Triage diagnosed it on the ml worker, with the alert rule's own series read back from Prometheus.
+        def diagnosis() -> dict[str, Any] | None:
+            found: dict[str, Any] | None = http.get(f"/api/v1/incidents/{incident_id}").json().get("diagnosis")
+            return found
+
+        rca = poll(diagnosis, 90, lambda: f"a diagnosis of {incident_id}")
+        metric_ids = [e["id"] for e in rca["evidence"] if e["kind"] == "metric"]
+        assert any(i.startswith("metric:ToyprodHigh5xxRate") for i in metric_ids), rca["evidence"]
+        assert rca["source"] == "deterministic"
 
         stack.vigil("chaos", "reset")
         poll(

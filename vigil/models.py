@@ -106,6 +106,7 @@ class AlertRecord(BaseModel):
     starts_at: datetime
     ends_at: datetime | None = None
     source: AlertSource
+    generator_url: str | None = Field(default=None, description="Where the alert came from (its rule's graph).")
 
 
 class TimelineKind(StrEnum):

@@ -81,6 +81,11 @@ class Settings(BaseSettings):
         default=True, description="`vigil up` also runs Prometheus and Alertmanager when their binaries exist."
     )
     prometheus_port: int = 9090
+    prometheus_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PROMETHEUS_URL", "VIGIL_PROMETHEUS_URL"),
+        description="Prometheus the diagnosis reads metric series from; unset: the one `vigil up` runs, if any.",
+    )
     alertmanager_port: int = 9093
     toyprod_port: int = 8090
     toyprod_traffic_rps: float = Field(default=5.0, ge=0, description="Traffic `vigil up` sends to toyprod.")
@@ -125,7 +130,7 @@ class Settings(BaseSettings):
         default=4096, gt=256, description="Prompt budget: evidence, runbooks and incidents are cut to fit."
     )
 
-    @field_validator("llm_base_url", "qdrant_url", "temporal_address", mode="before")
+    @field_validator("llm_base_url", "qdrant_url", "temporal_address", "prometheus_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """`LLM_BASE_URL=` (as compose writes an unset variable) means unset."""
@@ -152,6 +157,12 @@ class Settings(BaseSettings):
     @property
     def temporal_is_embedded(self) -> bool:
         return self.temporal_address is None
+
+    @property
+    def prometheus_query_url(self) -> str | None:
+        if self.prometheus_url:
+            return self.prometheus_url
+        return f"http://127.0.0.1:{self.prometheus_port}" if self.monitoring else None
 
     @property
     def qdrant_path(self) -> Path:

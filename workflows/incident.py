@@ -326,6 +326,7 @@ class IncidentWorkflow:
                     starts_at=alert.starts_at,
                     ends_at=alert.ends_at,
                     source=alert.source,
+                    generator_url=alert.generator_url,
                 )
                 self._state.alerts[alert.fingerprint] = record
                 started_firing |= alert.status is AlertStatus.FIRING
