@@ -11,22 +11,18 @@ Window anomalies compare the events from the onset on against those before it (t
 
 from __future__ import annotations
 
-import json
 import re
-import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from vigil.analysis import bundle as bundle_module
 from vigil.analysis import metric_anomalies as metric_module
 from vigil.analysis.anomalies import LogAnomaly, window_anomalies
-from vigil.analysis.bundle import Bundle, BundleError, Deploy, load_bundle
+from vigil.analysis.bundle import Bundle, Deploy
 from vigil.analysis.classify import Classifier, Features, classify
 from vigil.analysis.correlate import SUSPECT_SCORE, DeployCorrelation, affected_services, onset_of, rank_deploys
 from vigil.analysis.detectors import SEVERITY_ORDER, DeployMarker, detect
@@ -717,28 +713,3 @@ def analyze(bundle: Bundle, *, classifier: Classifier | None = None, progress: P
             "log_anomalies": len(x.log_anomalies),
         },
     )
-
-
-def run_analyze(path: str) -> int:
-    """`vigil analyze BUNDLE.json|-`: the report as JSON on stdout; exit 2 with a message on bad input."""
-    limit = bundle_module.MAX_BUNDLE_BYTES
-    try:
-        if path == "-":
-            text = sys.stdin.buffer.read(limit + 1)
-        else:
-            size = Path(path).stat().st_size
-            if size > limit:
-                print(f"error: bundle too large: {size} bytes (limit {limit})", file=sys.stderr)
-                return 2
-            text = Path(path).read_bytes()
-    except OSError as exc:
-        print(f"error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    try:
-        bundle = load_bundle(text)
-    except BundleError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    report = analyze(bundle)
-    sys.stdout.write(json.dumps(report.model_dump(mode="json"), indent=2) + "\n")
-    return 0
