@@ -14,19 +14,18 @@ server is retried by Temporal, and either way the workflow keeps the determinist
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import TypeVar
 
 import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import with_heartbeat
 from vigil.analysis.bundle import MAX_LOG_RECORDS, Alert, Bundle, Deploy, LogRecord, MetricSeries
 from vigil.analysis.classify import default_classifier
 from vigil.analysis.report import AnalysisReport, analyze
@@ -43,26 +42,9 @@ from vigil.settings import Settings
 from vigil.store.database import Store
 
 log = logging.getLogger("vigil.diagnosis")
-HEARTBEAT_SECONDS = 5.0
 MAX_ALERT_EXPRESSIONS = 3
 LLM_REJECTED = "LLMRejected"
 """Error type of a non-retryable LLM failure; the workflow's retry policy names it."""
-T = TypeVar("T")
-
-
-async def with_heartbeat(work: Awaitable[T], what: Callable[[], str]) -> T:
-    task = asyncio.ensure_future(work)
-    try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
-            if done:
-                return task.result()
-            activity.heartbeat(what())
-    finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
 
 
 def _count(name: str, description: str, value: int = 1, **attributes: str) -> None:
