@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from vigil.analysis.detectors import SYMPTOM_DETECTORS, SYMPTOM_WEIGHT
 from vigil.analysis.models import Category
 
 Features = dict[str, float]
@@ -86,8 +87,8 @@ def evidence_votes(features: Features) -> Any:
     """Votes per category (in `CATEGORIES` order) from the rule-based evidence among the features.
 
     Errors that rose after a deploy (the bad-deploy detector) are strong evidence of the deploy when they are
-    new application exceptions; when they are not (a full disk right after a release), they count half. A 5xx
-    spike next to another detector's cause counts half too.
+    new application exceptions; when they are not (a full disk right after a release), they count half. A symptom
+    detector (`SYMPTOM_DETECTORS`: the 5xx spike) next to another detector's cause counts `SYMPTOM_WEIGHT`.
     """
     votes = np.zeros(len(CATEGORIES))
     for name, value in features.items():
@@ -95,11 +96,11 @@ def evidence_votes(features: Features) -> Any:
             j = _CATEGORY_INDEX.get(name[7:])
             if j is not None:
                 votes[j] += value
-    spike = features.get("det:http-5xx-spike", 0.0)
-    if spike and any(v > 0 for j, v in enumerate(votes) if j != _CATEGORY_INDEX["dependency"]):
-        # 5xx responses are a symptom: beside a cause another detector names, they are mostly its failures
-        # counted a second time, so they vote half.
-        votes[_CATEGORY_INDEX["dependency"]] -= 0.5 * spike
+    for name, category in SYMPTOM_DETECTORS.items():
+        value = features.get(f"det:{name}", 0.0)
+        j = _CATEGORY_INDEX[category.value]
+        if value and any(v > 0 for i, v in enumerate(votes) if i != j):
+            votes[j] -= (1 - SYMPTOM_WEIGHT) * value
     deployment = _CATEGORY_INDEX["deployment"]
     if features.get("deploy:app_exc_after"):
         votes[deployment] += DEPLOY_VOTE

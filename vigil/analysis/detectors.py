@@ -445,6 +445,11 @@ RULES: tuple[Rule, ...] = LINE_RULES + AGGREGATE_RULES
 """Every detector, for documentation: name, category, severity, description."""
 
 _RULES_BY_NAME = {r.name: r for r in RULES}
+SYMPTOM_DETECTORS: dict[str, Category] = {"http-5xx-spike": _RULES_BY_NAME["http-5xx-spike"].category}
+"""Detectors of symptoms, not causes: beside a cause another detector names, their events are mostly that
+cause's failures counted a second time, so the classifier's votes and the RCA's detector support weigh them by
+`SYMPTOM_WEIGHT`."""
+SYMPTOM_WEIGHT = 0.5
 _ALL_KEYWORDS = frozenset().union(*(r.keywords for r in LINE_RULES))
 _START_WORDS = frozenset({"started", "starting", "startup"})
 _START_LINE = re.compile(

@@ -13,13 +13,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
+from vigil.analysis.detectors import SYMPTOM_DETECTORS, SYMPTOM_WEIGHT
 from vigil.analysis.models import Finding
 
 SEVERITY_WEIGHT = {"critical": 3.0, "high": 2.0, "warning": 1.0, "info": 0.5}
-
-
-SYMPTOM_DETECTORS = frozenset({"http-5xx-spike"})
-"""Detectors of symptoms: beside a cause another detector names, they count half (as in the classifier)."""
 
 
 def detector_support(findings: Sequence[Finding]) -> dict[str, float]:
@@ -28,7 +25,7 @@ def detector_support(findings: Sequence[Finding]) -> dict[str, float]:
     for finding in findings:
         weight = SEVERITY_WEIGHT.get(finding.severity, 1.0)
         if finding.detector in SYMPTOM_DETECTORS and causes - {finding.category}:
-            weight /= 2
+            weight *= SYMPTOM_WEIGHT
         weights[finding.category.value] += weight
     total = sum(weights.values())
     return {category: round(w / total, 4) for category, w in weights.items()} if total else {}
