@@ -28,10 +28,11 @@ from eval.incidentcorpus import handmade
 from vigil.analysis.bundle import parse_bundle
 from vigil.analysis.classify import default_classifier
 from vigil.analysis.report import analyze
+from vigil.knowledge.base import SHIPPED_RUNBOOKS
 from vigil.rca.engine import deterministic_rca, llm_rca
 from vigil.rca.llm import LLMError
 from vigil.rca.offline import alert_records
-from vigil.rca.retrieval import SHIPPED_RUNBOOKS, IncidentKnowledge
+from vigil.rca.retrieval import IncidentKnowledge
 from vigil.settings import Settings
 
 

@@ -37,14 +37,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from vigil.knowledge.base import KnowledgeBase
+from vigil.knowledge.base import INSTALL_ROOT as REPO
+from vigil.knowledge.base import SHIPPED_RUNBOOKS, KnowledgeBase
 from vigil.knowledge.chunking import Chunk, chunk_file
 from vigil.knowledge.embedder import Embedder
 from vigil.knowledge.query import query_for_alert
 from vigil.settings import Settings, get_settings
 
-REPO = Path(__file__).resolve().parent.parent
-RUNBOOKS = REPO / "runbooks"
 ALERTS = REPO / "eval" / "retrieval" / "alerts.jsonl"
 NOISE = 0.012  # per-dimension sigma; with 384 dimensions, cosine to the original is about 0.95
 DOCUMENT_SIZE = 500  # synthetic chunks per synthetic document (one delete + upsert each)
@@ -109,9 +108,9 @@ def run(
 ) -> Report:
     settings = get_settings()
     embedder = Embedder(settings.embedding_model, settings.embedding_device)
-    chunks = real_chunks(RUNBOOKS)
+    chunks = real_chunks(SHIPPED_RUNBOOKS)
     if not chunks:
-        raise SystemExit(f"no runbooks under {RUNBOOKS}")
+        raise SystemExit(f"no runbooks under {SHIPPED_RUNBOOKS}")
     step = max(1, len(chunks) // sample)
     sampled = chunks[::step][:sample]
     texts = [chunk.text for chunk in sampled]

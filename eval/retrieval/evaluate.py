@@ -29,14 +29,13 @@ from typing import get_args
 from rich.console import Console
 from rich.table import Table
 
-from vigil.knowledge.base import KnowledgeBase, SearchMode
+from vigil.knowledge.base import INSTALL_ROOT as REPO
+from vigil.knowledge.base import SHIPPED_RUNBOOKS, KnowledgeBase, SearchMode
 from vigil.knowledge.models import KnowledgeHit
 from vigil.knowledge.query import query_for_alert
 from vigil.settings import Settings
 
-REPO = Path(__file__).resolve().parents[2]
 ALERTS = REPO / "eval" / "retrieval" / "alerts.jsonl"
-RUNBOOKS = REPO / "runbooks"
 MODES: tuple[SearchMode, ...] = get_args(SearchMode)
 
 
@@ -173,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--k", type=int, default=3, help="hit@k besides hit@1 (default 3)")
     parser.add_argument("--alerts", type=Path, default=ALERTS, help="evaluation cases (JSON lines)")
-    parser.add_argument("--runbooks", type=Path, default=RUNBOOKS, help="runbook folder to index")
+    parser.add_argument("--runbooks", type=Path, default=SHIPPED_RUNBOOKS, help="runbook folder to index")
     parser.add_argument(
         "--per-source",
         type=int,

@@ -76,6 +76,7 @@ def expand_paths(paths: Sequence[Path]) -> list[Path]:
 
 INSTALL_ROOT = Path(__file__).resolve().parents[2]
 """Where Vigil (and its shipped `runbooks/`) lives."""
+SHIPPED_RUNBOOKS = INSTALL_ROOT / "runbooks"
 
 
 def display_source(path: Path) -> str:

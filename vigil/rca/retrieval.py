@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vigil.analysis.report import AnalysisReport
-from vigil.knowledge.base import KnowledgeBase
+from vigil.knowledge.base import SHIPPED_RUNBOOKS, KnowledgeBase
 from vigil.knowledge.models import KnowledgeHit
 from vigil.knowledge.query import query_for_alert
 from vigil.models import AlertRecord, AlertStatus
@@ -23,7 +23,6 @@ from vigil.settings import Settings
 log = logging.getLogger("vigil.retrieval")
 RUNBOOK_HITS = 3
 INCIDENT_HITS = 3
-SHIPPED_RUNBOOKS = Path(__file__).resolve().parents[2] / "runbooks"
 
 
 def runbooks_dir(settings: Settings) -> Path:
