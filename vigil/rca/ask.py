@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import uuid
+from datetime import timedelta
 
 from rich.console import Console
 from temporalio.client import Client
@@ -15,10 +17,23 @@ from vigil.knowledge.base import KnowledgeBaseError
 from vigil.rca.docqa import answer, retrieve
 from vigil.rca.models import ChatAnswer, ChatQuery
 from vigil.rca.retrieval import IncidentKnowledge
-from vigil.settings import Settings
+from vigil.settings import INCIDENTS_TASK_QUEUE, Settings
 from vigil.temporal import connect
+from workflows.docqa import DocQAWorkflow
 
 PROBE_SECONDS = 5.0
+ANSWER_TIMEOUT = timedelta(minutes=3)
+
+
+async def ask_stack(client: Client, query: ChatQuery) -> ChatAnswer:
+    """The question answered by the running stack's ml worker, as a short `DocQAWorkflow`."""
+    return await client.execute_workflow(
+        DocQAWorkflow.run,
+        query,
+        id=f"docqa-{uuid.uuid4().hex}",
+        task_queue=INCIDENTS_TASK_QUEUE,
+        execution_timeout=ANSWER_TIMEOUT,
+    )
 
 
 async def _stack_client(settings: Settings) -> Client | None:
@@ -33,9 +48,7 @@ async def _stack_client(settings: Settings) -> Client | None:
 async def _ask(settings: Settings, query: ChatQuery) -> ChatAnswer:
     client = await _stack_client(settings)
     if client is not None:
-        from api.routes.chat import ask
-
-        return await ask(client, query)
+        return await ask_stack(client, query)
     kb = IncidentKnowledge(settings)
     try:
         passages = await asyncio.to_thread(lambda: retrieve(kb.base(), query))

@@ -13,7 +13,7 @@ from vigil.knowledge.base import KnowledgeBase
 from vigil.knowledge.models import KnowledgeHit
 from vigil.rca.llm import LLMError, ask_structured, llm_configured
 from vigil.rca.models import ChatAnswer, ChatQuery, Citation, EvidenceItem, LLMDocAnswer
-from vigil.rca.prompt import fence_marker, render_item
+from vigil.rca.prompt import citation_choices, fence_marker, render_item, without_fence
 from vigil.settings import Settings
 
 INCIDENT_HITS = 2
@@ -120,12 +120,12 @@ async def answer(settings: Settings, query: ChatQuery, passages: list[tuple[str,
         return extractive_answer(query.question, passages, None)
     items = [EvidenceItem(id=cid, kind=hit.collection, title=hit.title, detail=hit.text) for cid, hit in passages]
     fence = fence_marker(items)
-    user = f"Question: {query.question.replace(fence, '[removed]')}\nPassages:\n" + "\n".join(
+    user = f"Question: {without_fence(query.question, fence)}\nPassages:\n" + "\n".join(
         render_item(i, fence) for i in items
     )
     messages = [{"role": "system", "content": DOC_SYSTEM.format(fence=fence)}, {"role": "user", "content": user}]
     schema = LLMDocAnswer.model_json_schema()
-    schema["properties"]["citations"]["items"] = {"type": "string", "enum": [cid for cid, _ in passages]}
+    schema["properties"]["citations"]["items"] = citation_choices([cid for cid, _ in passages])
     try:
         reply = await ask_structured(settings, messages, LLMDocAnswer, schema, name="vigil_docqa")
     except LLMError as exc:

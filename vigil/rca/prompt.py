@@ -33,14 +33,15 @@ def fence_marker(items: Sequence[EvidenceItem]) -> str:
     return f"DATA-{digest[:12]}"
 
 
-def _clean(text: str, fence: str) -> str:
+def without_fence(text: str, fence: str) -> str:
+    """Untrusted text with any occurrence of the fence marker removed, so it cannot close its fence."""
     return text.replace(fence, "[removed]")
 
 
 def render_item(item: EvidenceItem, fence: str) -> str:
-    body = _clean(item.title, fence)
+    body = without_fence(item.title, fence)
     if item.detail:
-        body += "\n" + _clean(item.detail, fence)
+        body += "\n" + without_fence(item.detail, fence)
     return f"[{item.id}] ({item.kind})\n{fence}\n{body}\n{fence}"
 
 
@@ -55,8 +56,8 @@ def build_messages(
     fence = fence_marker(items)
     system = SYSTEM.format(fence=fence)
     head = (
-        f"Incident: {_clean(incident, fence)}\n"
-        f"The deterministic analysers suggest: {_clean(analysis_hint, fence)}\n"
+        f"Incident: {without_fence(incident, fence)}\n"
+        f"The deterministic analysers suggest: {without_fence(analysis_hint, fence)}\n"
         "Evidence items (id in brackets):\n"
     )
     tail = "\nWrite the root-cause analysis as JSON."
@@ -75,6 +76,11 @@ def build_messages(
     return [{"role": "system", "content": system}, {"role": "user", "content": user}], kept
 
 
+def citation_choices(ids: Sequence[str]) -> dict[str, Any]:
+    """The JSON schema of one citation that can only be one of `ids`."""
+    return {"type": "string", "enum": list(ids)}
+
+
 def answer_schema(evidence_ids: Sequence[str] | None) -> dict[str, Any]:
     """`LLMAnswer`'s JSON schema; with `evidence_ids`, every citation is constrained to those ids, so that a
     server with guided decoding cannot even write an unknown id (the verifier still checks)."""
@@ -86,7 +92,7 @@ def answer_schema(evidence_ids: Sequence[str] | None) -> dict[str, Any]:
             if isinstance(node, dict):
                 props = node.get("properties")
                 if isinstance(props, dict) and "evidence" in props:
-                    props["evidence"]["items"] = {"type": "string", "enum": ids}
+                    props["evidence"]["items"] = citation_choices(ids)
                 for value in node.values():
                     constrain(value)
             elif isinstance(node, list):
