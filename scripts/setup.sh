@@ -79,15 +79,32 @@ if [ ! -x .venv/bin/python ]; then
     fi
 fi
 
-spec="."
-[ -n "$extras" ] && spec=".[${extras}]"
+normalise_extras() {
+    # "dev, x,dev" -> "dev,x": sorted, unique, comma-separated
+    printf '%s\n' ${1//,/ } | sed '/^$/d' | sort -u | paste -sd, -
+}
+
+# The stamp holds pyproject.toml's hash and the extras installed. An install with every requested extra is up
+# to date: `scripts/up.sh` (no extras) after `scripts/test.sh` (dev) must not reinstall. A new install keeps
+# the extras already there.
 stamp=".venv/.vigil-installed"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1) ${extras}"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+hash="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+have_hash=""
+have_extras=""
+if [ -f "$stamp" ]; then
+    read -r have_hash have_extras <"$stamp" || true
+fi
+have_extras="$(normalise_extras "$have_extras")"
+all_extras="$(normalise_extras "${have_extras},${extras}")"
+if [ "$have_hash" != "$hash" ] || [ "$all_extras" != "$have_extras" ]; then
+    spec="."
+    [ -n "$all_extras" ] && spec=".[${all_extras}]"
     echo "installing Vigil (${spec}) into .venv ..."
     .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec"
-    echo "$want" >"$stamp"
+    # A flat-layout editable install always "informs" that same-named folders may shadow the package.
+    PYTHONWARNINGS="ignore:Editable installation" \
+        .venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec"
+    echo "$hash $all_extras" >"$stamp"
 fi
 
 install_monitoring

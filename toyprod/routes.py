@@ -35,6 +35,16 @@ async def checkout(cart: Cart, shop: ShopDep) -> Row:
     return await shop.checkout(cart)
 
 
+@router.get("/")
+async def index(shop: ShopDep) -> dict[str, Any]:
+    """What a person opening the shop's address in a browser finds: where to go next."""
+    return {
+        "service": "toyprod",
+        "version": shop.build.version,
+        "routes": ["GET /products", "POST /orders", "POST /checkout", "GET /healthz", "GET /metrics", "/chaos"],
+    }
+
+
 @router.get("/healthz")
 async def healthz(shop: ShopDep) -> dict[str, Any]:
     return {"status": "ok", "version": shop.build.version, "commit": shop.build.commit}

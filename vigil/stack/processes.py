@@ -6,6 +6,7 @@ import ctypes
 import os
 import shlex
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -15,6 +16,28 @@ from datetime import datetime
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def make_private_dir(path: Path, *, traverse_gid: int | None = None) -> None:
+    """Create `path` (and missing parents) readable by its owner only, tightening it when it exists.
+
+    `traverse_gid`: a group whose members may pass through `path` but not list it (mode 0710), for a server
+    that runs as another user on data below `path` (the embedded PostgreSQL when Vigil runs as root)."""
+    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    if traverse_gid is None:
+        path.chmod(PRIVATE_DIR_MODE)
+    else:
+        os.chown(path, -1, traverse_gid)
+        path.chmod(PRIVATE_DIR_MODE | stat.S_IXGRP)
+
+
+def _private_opener(path: str, flags: int) -> int:
+    """`open(..., opener=)` creating the file 0600 and tightening an existing one: logs may hold secrets."""
+    fd = os.open(path, flags, PRIVATE_FILE_MODE)
+    os.fchmod(fd, PRIVATE_FILE_MODE)
+    return fd
 
 
 def pid_alive(pid: int) -> bool:
@@ -52,7 +75,7 @@ def _die_with_parent() -> Callable[[], None] | None:
 
 
 class ManagedProcess:
-    """One child command; stdout and stderr are appended to `log_path`.
+    """One child command; stdout and stderr are appended to `log_path` (mode 0600).
 
     The child leads its own process group. A terminal Ctrl-C signals the whole foreground group, so children
     outside it never see that SIGINT and the supervisor alone decides the order of shutdown; `stop` signals
@@ -89,7 +112,7 @@ class ManagedProcess:
             raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.note(f"starting {shlex.join(self.argv)}")
-        with self.log_path.open("ab") as log:
+        with open(self.log_path, "ab", opener=_private_opener) as log:
             self._popen = subprocess.Popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,
@@ -128,7 +151,7 @@ class ManagedProcess:
     def note(self, message: str) -> None:
         """Append a supervisor line to the child's log, so that the log also tells of starts and stops."""
         stamp = datetime.now().astimezone().isoformat(timespec="seconds")
-        with self.log_path.open("a", encoding="utf-8") as log:
+        with open(self.log_path, "a", encoding="utf-8", opener=_private_opener) as log:
             log.write(f"--- {stamp} vigil up: {message}\n")
 
     def _signal_group(self, sig: signal.Signals) -> None:

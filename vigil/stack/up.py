@@ -21,7 +21,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import httpx
 from rich.console import Console
@@ -32,6 +32,7 @@ from temporalio.service import RPCError
 from vigil.cli import WorkerRole
 from vigil.health import probe_workers
 from vigil.settings import Settings
+from vigil.stack.masking import mask_url, redact
 from vigil.stack.monitoring import (
     MonitoringBinaries,
     MonitoringSetupError,
@@ -44,10 +45,11 @@ from vigil.stack.monitoring import (
     render,
 )
 from vigil.stack.postgres import EmbeddedPostgres, EmbeddedPostgresError, start_embedded_postgres
-from vigil.stack.processes import ManagedProcess
+from vigil.stack.processes import ManagedProcess, make_private_dir
 from vigil.stack.temporal_server import TemporalSetupError, dev_server_command, ensure_search_attributes
 from vigil.store.database import migrate_database
 from vigil.temporal import connect
+from workflows.incident import IncidentWorkflow
 
 TEMPORAL_READY_SECONDS = 60.0
 MIGRATIONS_SECONDS = 120.0
@@ -70,20 +72,6 @@ T = TypeVar("T")
 
 class StackError(Exception):
     """A step of `vigil up` failed; the message names the step and the log to read."""
-
-
-def mask_url(url: str) -> str:
-    """`url` with its password (userinfo or `password=` query parameter) shown as ***."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if parts.password:
-            userinfo, _, hostinfo = netloc.rpartition("@")
-            netloc = f"{userinfo.partition(':')[0]}:***@{hostinfo}"
-        query = [(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query, True)]
-        return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="/*")))
-    except ValueError:
-        return "***"
 
 
 def _env_name(setting: str) -> str:
@@ -145,6 +133,22 @@ class _Child:
     restart_at: float | None = None
 
 
+@dataclass
+class _PostgresWatch:
+    """Supervision of the embedded PostgreSQL: pgserver starts it detached, so it is no `_Child`."""
+
+    server: EmbeddedPostgres
+    started_at: float
+    quick_failures: int = 0
+    restarts: int = 0
+    restart_at: float | None = None
+    restarting: asyncio.Task[None] | None = None
+
+
+def _restart_delay(quick_failures: int) -> float:
+    return min(2.0**quick_failures, MAX_RESTART_DELAY_SECONDS)
+
+
 class _Stack:
     def __init__(self, settings: Settings, console: Console) -> None:
         self.settings = settings.model_copy(update={"state_dir": settings.state_dir.resolve()})
@@ -152,11 +156,13 @@ class _Stack:
         self.log_dir = self.settings.state_dir / "logs"
         self._phases: list[list[_Child]] = []  # in start order; stopped in reverse
         self._postgres: EmbeddedPostgres | None = None
+        self._postgres_watch: _PostgresWatch | None = None
         self._database_url = ""
         self._http = httpx.AsyncClient(timeout=5.0, trust_env=False)
         self._monitoring: MonitoringBinaries | None = None
         self._monitoring_off = ""  # why monitoring is off, for the summary
         self._chaos_token_file: Path | None = None
+        self._prometheus_alerts_url = ""
 
     @property
     def _api_url(self) -> str:
@@ -181,7 +187,8 @@ class _Stack:
     async def start(self) -> None:
         self._decide_monitoring()
         check_ports(self.settings, monitoring=self._monitoring is not None)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.settings.state_dir)
+        make_private_dir(self.log_dir)
         if self._monitoring_off:
             self.console.print(f"[yellow]! monitoring (Prometheus, Alertmanager) is {self._monitoring_off}[/]")
         client = await self._start_temporal()
@@ -283,6 +290,10 @@ class _Stack:
         except EmbeddedPostgresError as exc:
             raise StackError(str(exc)) from exc
         self._database_url = self._postgres.url
+        self._postgres_watch = _PostgresWatch(self._postgres, started_at=asyncio.get_running_loop().time())
+        # pgserver opens the way to its data dir for the user the server runs as (as root: `pgserver`) to
+        # everyone; close it again to the server's group.
+        make_private_dir(self.settings.state_dir, traverse_gid=self._postgres.server_gid)
         self.console.print(
             f"[green]✓[/] embedded PostgreSQL is ready at {mask_url(self._database_url)}, "
             f"data in {self._postgres.pgdata}"
@@ -293,7 +304,8 @@ class _Stack:
             async with asyncio.timeout(MIGRATIONS_SECONDS):
                 applied = await migrate_database(self._database_url)
         except Exception as exc:
-            raise StackError(f"migrating the database {mask_url(self._database_url)} failed: {exc}") from exc
+            failure = redact(str(exc), self._database_url)
+            raise StackError(f"migrating the database {mask_url(self._database_url)} failed: {failure}") from exc
         done = f"applied {len(applied)} migration(s): {', '.join(applied)}" if applied else "schema is up to date"
         self.console.print(f"[green]✓[/] database {done}")
 
@@ -353,6 +365,23 @@ class _Stack:
                 f"{name} ({ready})", [child], functools.partial(self._http_ok, ready), MONITORING_READY_SECONDS
             )
             self.console.print(f"[green]✓[/] {name} is ready on {url}, config {rendered.directory}")
+        # Debian builds Prometheus 2.x without its React UI: `/alerts` is 404 there, the classic page works.
+        self._prometheus_alerts_url = await self._first_answering(self._prometheus_url, ["/alerts", "/classic/alerts"])
+
+    @property
+    def _temporal_incidents_url(self) -> str:
+        """The Web UI's workflow list filtered to incidents: without it, probe and retention workflows mix in."""
+        namespace = quote(self.settings.temporal_namespace, safe="")
+        query = quote(f'WorkflowType="{IncidentWorkflow.__name__}"', safe="")
+        return f"http://127.0.0.1:{self.settings.temporal_ui_port}/namespaces/{namespace}/workflows?query={query}"
+
+    async def _first_answering(self, base: str, paths: Sequence[str]) -> str:
+        """`base` + the first of `paths` that answers GET with 2xx or 3xx; the last one when none does."""
+        for path in paths[:-1]:
+            with suppress(httpx.HTTPError):
+                if (await self._http.get(f"{base}{path}")).status_code < 400:
+                    return f"{base}{path}"
+        return f"{base}{paths[-1]}"
 
     @property
     def _toyprod_url(self) -> str:
@@ -372,13 +401,13 @@ class _Stack:
         table.add_column("what")
         table.add_column("where", overflow="fold")
         if settings.temporal_is_embedded:
-            table.add_row("Temporal Web UI", f"http://127.0.0.1:{settings.temporal_ui_port}")
+            table.add_row("Temporal Web UI (incidents)", self._temporal_incidents_url)
         else:
             table.add_row("Temporal", f"{settings.temporal_target} (namespace {settings.temporal_namespace})")
         table.add_row("API docs", f"{self._api_url}/docs")
-        table.add_row("Alertmanager webhook", f"{self._api_url}/api/v1/alerts/alertmanager")
-        table.add_row("Grafana webhook", f"{self._api_url}/api/v1/alerts/grafana")
-        table.add_row("Vigil alerts (JSON)", f"{self._api_url}/api/v1/alerts")
+        table.add_row("Alertmanager webhook (POST)", f"{self._api_url}/api/v1/alerts/alertmanager")
+        table.add_row("Grafana webhook (POST)", f"{self._api_url}/api/v1/alerts/grafana")
+        table.add_row("Vigil alerts (POST JSON)", f"{self._api_url}/api/v1/alerts")
         table.add_row("Console", self._console_url)
         table.add_row("API metrics", f"{self._api_url}/metrics")
         for role in WorkerRole:
@@ -392,8 +421,9 @@ class _Stack:
         chaos = self._chaos_token_file or "VIGIL_CHAOS_TOKEN"
         table.add_row("toyprod chaos", f"vigil chaos <fault> (token: {chaos})")
         if self._monitoring is not None:
-            table.add_row("Prometheus", f"{self._prometheus_url} (alerts at /alerts)")
-            table.add_row("Alertmanager", self._alertmanager_url)
+            table.add_row("Prometheus alerts", self._prometheus_alerts_url)
+            # Debian's Alertmanager has no web UI (its root page says so); its API answers everywhere.
+            table.add_row("Alertmanager alerts (API)", f"{self._alertmanager_url}/api/v2/alerts")
             table.add_row("Monitoring configs", str(settings.state_dir / "monitoring"))
         else:
             table.add_row("Monitoring", self._monitoring_off)
@@ -431,16 +461,59 @@ class _Stack:
                     process.note(message)
                     self.console.print(f"[red]✗ {message}[/]")
                     return 1
-                delay = min(2.0**child.quick_failures, MAX_RESTART_DELAY_SECONDS)
+                delay = _restart_delay(child.quick_failures)
                 child.restart_at = now + delay
                 process.note(f"{exited}; restarting in {delay:g}s")
                 self.console.print(f"[yellow]! {exited}; restarting in {delay:g}s; see {process.log_path}[/]")
-            if self._postgres is not None and not self._postgres.is_running():
-                self.console.print(
-                    f"[red]✗ the embedded PostgreSQL stopped; stopping Vigil; see {self._postgres.log_path}[/]"
-                )
+            if self._postgres_watch is not None and not stop.is_set() and not self._watch_postgres(now):
                 return 1
         return 0
+
+    def _watch_postgres(self, now: float) -> bool:
+        """Restart the embedded PostgreSQL when it died, on the same data dir, with growing delays; the other
+        processes keep running meanwhile (the API answers 503, workflows retry their store activities).
+        False: it failed MAX_QUICK_FAILURES times in a row, within QUICK_FAILURE_SECONDS of each start."""
+        watch = self._postgres_watch
+        assert watch is not None
+        server = watch.server
+        if watch.restarting is not None:
+            if not watch.restarting.done():
+                return True
+            failure = watch.restarting.exception()
+            watch.restarting = None
+            if failure is None:
+                watch.restarts += 1
+                watch.started_at = now
+                self.console.print(f"restarted the embedded PostgreSQL (pid {server.pid}, restart {watch.restarts})")
+                return True
+            watch.quick_failures += 1
+            return self._postgres_failed(watch, now, f"restarting the embedded PostgreSQL failed: {failure}")
+        if watch.restart_at is not None:
+            if now >= watch.restart_at:
+                watch.restart_at = None
+                watch.restarting = asyncio.create_task(asyncio.to_thread(server.restart))
+            return True
+        if server.is_running():
+            return True
+        uptime = now - watch.started_at
+        watch.quick_failures = watch.quick_failures + 1 if uptime < QUICK_FAILURE_SECONDS else 0
+        return self._postgres_failed(watch, now, f"the embedded PostgreSQL (pid {server.pid}) died after {uptime:.0f}s")
+
+    def _postgres_failed(self, watch: _PostgresWatch, now: float, what: str) -> bool:
+        """Schedule the next restart after `what` went wrong, or give up (False) after too many in a row."""
+        if watch.quick_failures >= MAX_QUICK_FAILURES:
+            self.console.print(
+                f"[red]✗ {what}, {watch.quick_failures} times in a row; giving up and stopping Vigil; "
+                f"see {watch.server.log_path}[/]"
+            )
+            return False
+        delay = _restart_delay(watch.quick_failures)
+        watch.restart_at = now + delay
+        self.console.print(
+            f"[yellow]! {what}; restarting it in {delay:g}s, the other processes keep running; "
+            f"see {watch.server.log_path}[/]"
+        )
+        return True
 
     async def stop(self) -> None:
         """Stop children in reverse start order (each phase in parallel), then the embedded PostgreSQL."""
@@ -449,6 +522,9 @@ class _Stack:
             self.console.print(f"stopping {names}")
             await asyncio.gather(*(asyncio.to_thread(child.process.stop, STOP_GRACE_SECONDS) for child in phase))
         self._phases.clear()
+        if self._postgres_watch is not None and self._postgres_watch.restarting is not None:
+            with suppress(Exception):  # let a restart in progress finish, whatever its outcome, then stop it
+                await self._postgres_watch.restarting
         if self._postgres is not None:
             if self._postgres.stop():
                 self.console.print("stopped the embedded PostgreSQL")
