@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from vigil.cli import app
 from vigil.knowledge.base import KnowledgeBase, KnowledgeBaseLockedError
 from vigil.knowledge.chunking import chunk_markdown
 from vigil.knowledge.embedder import Embedder
-from vigil.knowledge.models import ResolvedIncident
+from vigil.knowledge.models import INCIDENTS, RUNBOOKS, ResolvedIncident
 from vigil.knowledge.query import query_for_alert
 from vigil.knowledge.sparse import tokenize
 from vigil.settings import Settings
@@ -236,3 +236,35 @@ def test_locked_local_path_fails_clearly(cli_state: Path, embedder: Embedder) ->
         holder.close()
     reopened = KnowledgeBase(make_settings(cli_state), embedder)
     reopened.close()
+
+
+class NoModel(Embedder):
+    """An embedder that fails the test if anything asks it for a vector or for its model."""
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> list[list[float]]:
+        raise AssertionError(f"the embedding model was asked to embed {list(texts)[:2]}")
+
+    @property
+    def dimension(self) -> int:
+        raise AssertionError("the embedding model was loaded")
+
+
+def test_index_persists_across_processes_and_reading_needs_no_model(tmp_path: Path, embedder: Embedder) -> None:
+    """What one knowledge base wrote, the next one on the path finds; counting, listing, re-indexing unchanged
+    files and searching an empty collection never load the embedding model."""
+    settings = make_settings(tmp_path / "state")
+    books = tmp_path / "books"
+    shutil.copytree(FIXTURES, books)
+    with KnowledgeBase(settings, embedder) as kb:
+        written = kb.index_paths([books])
+        count = kb.count(RUNBOOKS)
+    assert written.indexed == 6
+    with KnowledgeBase(settings, NoModel()) as kb:
+        assert kb.count(RUNBOOKS) == count
+        assert sum(kb.sources().values()) == count
+        again = kb.index_paths([books])
+        assert (again.unchanged, again.indexed) == (6, 0)
+        assert kb.search("checkout errors after a release", collection=INCIDENTS) == []
+        assert kb.search("KubePodCrashLooping", mode="sparse")[0].source.endswith("pod-crashloop.md")
+    with KnowledgeBase(settings, embedder) as kb:
+        assert kb.search("containers keep restarting with back-off", k=1)[0].source.endswith("pod-crashloop.md")

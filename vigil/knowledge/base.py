@@ -7,48 +7,37 @@ a crash-loop runbook), the sparse side exact identifiers (alert and metric names
 
 Runbook points are keyed by file and chunk number (uuid5), and re-indexing a file first deletes all of its points,
 so an edited runbook never leaves stale or duplicate sections behind; a file whose content hash is unchanged is
-skipped. Local mode (a path, the default) admits one process per path; `QDRANT_URL` points at a server instead.
+skipped. The points live in a `VectorStore` (`store.py`): Qdrant Edge in-process on `<state dir>/qdrant` (one
+process per path), or a Qdrant server with `QDRANT_URL`. The embedding model loads on the first text that needs
+embedding, not before: opening, counting, listing and searching an empty collection never load it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
-from qdrant_client import QdrantClient, models
-from qdrant_client.conversions.common_types import PointId
-from qdrant_client.http.exceptions import ApiException, UnexpectedResponse
 
 from vigil.knowledge import sparse
 from vigil.knowledge.chunking import Chunk, chunk_file
 from vigil.knowledge.embedder import Embedder
+from vigil.knowledge.errors import KnowledgeBaseError as KnowledgeBaseError
+from vigil.knowledge.errors import KnowledgeBaseLockedError as KnowledgeBaseLockedError
 from vigil.knowledge.models import COLLECTIONS, INCIDENTS, RUNBOOKS, Collection, KnowledgeHit, ResolvedIncident
+from vigil.knowledge.store import FieldMatch, ScoredPayload, StoredPoint, VectorQuery, VectorStore, open_store
 from vigil.settings import Settings
 
 SearchMode = Literal["hybrid", "dense", "sparse"]
-DENSE = "dense"
-SPARSE = "sparse"
 SUFFIXES = frozenset({".md", ".markdown", ".txt"})
 #: Bump when chunking or sparse weighting changes, so that unchanged files are re-indexed anyway.
 INDEX_VERSION = "2"
 #: Candidates fetched per side (dense, sparse) and after fusion, per hit asked for.
 CANDIDATES_PER_HIT = 8
-UPSERT_BATCH = 512
 _ID_NAMESPACE = uuid.UUID("8f5a0c3e-5a43-4c1e-9d1b-6f0e2a7b9c11")
-
-
-class KnowledgeBaseError(RuntimeError):
-    """A knowledge-base problem a user can fix; the CLI prints the message without a traceback."""
-
-
-class KnowledgeBaseLockedError(KnowledgeBaseError):
-    """The local Qdrant path is held by another process."""
 
 
 class IndexStats(BaseModel):
@@ -94,52 +83,23 @@ def _point_id(key: str) -> str:
     return str(uuid.uuid5(_ID_NAMESPACE, key))
 
 
-def _path_filter(path: str) -> models.Filter:
-    return models.Filter(must=[models.FieldCondition(key="path", match=models.MatchValue(value=path))])
-
-
-def open_client(settings: Settings) -> QdrantClient:
-    """A Qdrant client for `QDRANT_URL`, else local mode on the state dir, with a clear error when locked."""
-    if settings.qdrant_url:
-        api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        return QdrantClient(url=settings.qdrant_url, api_key=api_key)
-    path = settings.qdrant_path
-    path.mkdir(parents=True, exist_ok=True)
-    try:
-        # Calls are serialised by KnowledgeBase's lock, so worker threads (asyncio.to_thread) may share it.
-        return QdrantClient(path=str(path), force_disable_check_same_thread=True)
-    except RuntimeError as exc:
-        if "already accessed" not in str(exc):
-            raise
-        raise KnowledgeBaseLockedError(
-            f"the knowledge base at {path} is in use by another process: local Qdrant admits one process per "
-            "path, and a running `vigil up` (its ml worker) holds it. Stop `vigil up`, or run a Qdrant server "
-            "and set QDRANT_URL for every Vigil process."
-        ) from None
+def _path(path: str) -> FieldMatch:
+    return FieldMatch("path", path)
 
 
 class KnowledgeBase:
     """Runbooks and resolved incidents, indexed and searched. Methods are synchronous and may be called from
-    several threads (`asyncio.to_thread`): local-mode Qdrant calls are serialised, embedding has its own lock."""
+    several threads (`asyncio.to_thread`): the store serialises what needs it, embedding has its own lock."""
 
     #: At most this many chunks of one runbook in a result, so that the top few name different runbooks.
     max_chunks_per_source = 2
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, store: VectorStore | None = None) -> None:
         self.settings = settings
         self.embedder = embedder or Embedder(settings.embedding_model, settings.embedding_device)
-        self.location = settings.qdrant_url or str(settings.qdrant_path)
-        self._client = open_client(settings)
-        self._lock: AbstractContextManager[object] = threading.RLock() if not settings.qdrant_url else nullcontext()
+        self.store = store or open_store(settings)
+        self.location = self.store.location
         self._dimension_checked = False
-        try:
-            self._ensure_collections()
-        except ApiException as exc:
-            self._client.close()
-            raise KnowledgeBaseError(f"Qdrant at {self.location} failed: {exc}") from None
-        except BaseException:
-            self._client.close()
-            raise
 
     @classmethod
     def open(cls, settings: Settings) -> KnowledgeBase:
@@ -152,44 +112,19 @@ class KnowledgeBase:
         self.close()
 
     def close(self) -> None:
-        with self._lock:
-            self._client.close()
-
-    def _ensure_collections(self) -> None:
-        with self._lock:
-            missing = [name for name in COLLECTIONS if not self._client.collection_exists(name)]
-        if not missing:
-            return
-        dimension = self.embedder.dimension
-        with self._lock:
-            for name in missing:
-                try:
-                    self._client.create_collection(
-                        name,
-                        vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
-                        sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
-                    )
-                except UnexpectedResponse:
-                    if not self._client.collection_exists(name):
-                        raise
-                    continue  # another process created it first (server mode)
-                if self.settings.qdrant_url:  # payload indexes are a server feature; local mode ignores them
-                    for field in ("path", "incident_id"):
-                        self._client.create_payload_index(name, field, models.PayloadSchemaType.KEYWORD)
+        self.store.close()
 
     def _encode(self, texts: Sequence[str]) -> list[list[float]]:
-        """Embeddings of `texts`; the first call also checks that the model fits the collections (done here, not
-        in `__init__`, so that counting and stats need no model)."""
+        """Embeddings of `texts`; the first call also checks that the model fits the collections."""
         if not self._dimension_checked:
-            with self._lock:
-                vectors = self._client.get_collection(RUNBOOKS).config.params.vectors
-            size = vectors[DENSE].size if isinstance(vectors, dict) else None
-            if size is not None and size != self.embedder.dimension:
-                raise KnowledgeBaseError(
-                    f"the knowledge base at {self.location} holds {size}-dimensional vectors, but the embedding "
-                    f"model {self.embedder.model_name} makes {self.embedder.dimension}-dimensional ones: use the "
-                    "model it was built with, or another state dir"
-                )
+            for name in COLLECTIONS:
+                size = self.store.dense_size(name)
+                if size is not None and size != self.embedder.dimension:
+                    raise KnowledgeBaseError(
+                        f"the knowledge base at {self.location} holds {size}-dimensional vectors, but the embedding "
+                        f"model {self.embedder.model_name} makes {self.embedder.dimension}-dimensional ones: use the "
+                        "model it was built with, or another state dir"
+                    )
             self._dimension_checked = True
         return self.embedder.encode(texts)
 
@@ -215,8 +150,7 @@ class KnowledgeBase:
         folders = [str(path.resolve()) + "/" for path in paths if path.is_dir()]
         for stale in sorted(self._indexed_paths() - present):
             if any(stale.startswith(folder) for folder in folders):
-                with self._lock:
-                    self._client.delete(RUNBOOKS, points_selector=_path_filter(stale))
+                self.store.delete(RUNBOOKS, _path(stale))
                 stats.removed += 1
         return stats
 
@@ -225,11 +159,7 @@ class KnowledgeBase:
         raw = file.read_bytes()
         digest = hashlib.sha256(f"{INDEX_VERSION}\0{self.embedder.model_name}\0".encode() + raw).hexdigest()
         key = str(file)
-        with self._lock:
-            existing, _ = self._client.scroll(
-                RUNBOOKS, scroll_filter=_path_filter(key), limit=1, with_payload=["hash", "source"]
-            )
-        previous = existing[0].payload if existing else None
+        previous = next(self.store.payloads(RUNBOOKS, ["hash", "source"], _path(key), limit=1), None)
         if previous and previous.get("hash") == digest and previous.get("source") == source:
             return None
         chunks = chunk_file(file, raw.decode("utf-8", errors="replace"))
@@ -242,7 +172,7 @@ class KnowledgeBase:
         chunks: Sequence[Chunk],
         *,
         digest: str = "",
-        vectors: Sequence[list[float]] | None = None,
+        vectors: Sequence[Sequence[float]] | None = None,
     ) -> int:
         """Replace the runbook points of document `path` by `chunks`; returns how many were written.
 
@@ -251,9 +181,10 @@ class KnowledgeBase:
         texts = [chunk.text for chunk in chunks]
         dense = self._encode(texts) if vectors is None else vectors
         points = [
-            models.PointStruct(
+            StoredPoint(
                 id=_point_id(f"{path}#{index}"),
-                vector={DENSE: list(vector), SPARSE: sparse.document_vector(text)},
+                dense=vector,
+                sparse=sparse.document_vector(text),
                 payload={
                     "path": path,
                     "source": source,
@@ -266,34 +197,19 @@ class KnowledgeBase:
             )
             for index, (chunk, text, vector) in enumerate(zip(chunks, texts, dense, strict=True))
         ]
-        with self._lock:
-            self._client.delete(RUNBOOKS, points_selector=_path_filter(path))
-            for start in range(0, len(points), UPSERT_BATCH):
-                self._client.upsert(RUNBOOKS, points=points[start : start + UPSERT_BATCH])
+        self.store.replace(RUNBOOKS, _path(path), points)
         return len(points)
 
     def _indexed_paths(self) -> set[str]:
-        return {str(payload["path"]) for payload in self._scroll_payloads(RUNBOOKS, ["path"])}
-
-    def _scroll_payloads(self, collection: Collection, fields: list[str]) -> Iterator[dict[str, object]]:
-        offset: PointId | None = None
-        while True:
-            with self._lock:
-                records, offset = self._client.scroll(
-                    collection, limit=1024, offset=offset, with_payload=fields, with_vectors=False
-                )
-            for record in records:
-                yield dict(record.payload or {})
-            if offset is None:
-                return
+        return {str(payload["path"]) for payload in self.store.payloads(RUNBOOKS, ["path"])}
 
     def index_incident(self, incident: ResolvedIncident) -> None:
         """Index (or re-index, replacing) a resolved incident; idempotent by incident id."""
         text = incident.document()
-        vector = self._encode([text])[0]
-        point = models.PointStruct(
+        point = StoredPoint(
             id=_point_id(f"incident:{incident.incident_id}"),
-            vector={DENSE: vector, SPARSE: sparse.document_vector(text)},
+            dense=self._encode([text])[0],
+            sparse=sparse.document_vector(text),
             payload={
                 "incident_id": incident.incident_id,
                 "source": incident.incident_id,
@@ -304,8 +220,7 @@ class KnowledgeBase:
                 "resolved_at": incident.resolved_at.isoformat(),
             },
         )
-        with self._lock:
-            self._client.upsert(INCIDENTS, points=[point])
+        self.store.replace(INCIDENTS, None, [point])
 
     # -- search --------------------------------------------------------------------------------------------------
 
@@ -318,41 +233,37 @@ class KnowledgeBase:
         self, queries: Sequence[str], k: int = 5, collection: str = RUNBOOKS, *, mode: SearchMode = "hybrid"
     ) -> list[list[KnowledgeHit]]:
         """The top `k` hits of each query; all queries are embedded in one batch and sent in one request.
-        `mode` other than hybrid (dense or sparse alone) is for evaluation."""
+        `mode` other than hybrid (dense or sparse alone) is for evaluation. An empty collection answers without
+        embedding anything (no similar incidents yet should not cost loading the model)."""
         name = self._collection(collection)
-        if k <= 0 or not queries:
+        if k <= 0 or not queries or self.store.count(name) == 0:
             return [[] for _ in queries]
-        dense = self._encode(queries) if mode != "sparse" else [[] for _ in queries]
         limit = k * CANDIDATES_PER_HIT
-        requests = [self._request(q, vector, limit, mode) for q, vector in zip(queries, dense, strict=True)]
-        with self._lock:
-            responses = self._client.query_batch_points(name, requests=requests)
-        return [self._hits(response.points, k, name) for response in responses]
-
-    @staticmethod
-    def _request(query: str, dense: list[float], limit: int, mode: SearchMode) -> models.QueryRequest:
-        lexical = sparse.query_vector(query)
-        if mode == "dense" or (mode == "hybrid" and not lexical.indices):
-            return models.QueryRequest(query=dense, using=DENSE, limit=limit, with_payload=True)
+        lexical = [sparse.query_vector(query) for query in queries]
         if mode == "sparse":
-            return models.QueryRequest(query=lexical, using=SPARSE, limit=limit, with_payload=True)
-        return models.QueryRequest(
-            prefetch=[
-                models.Prefetch(query=dense, using=DENSE, limit=limit),
-                models.Prefetch(query=lexical, using=SPARSE, limit=limit),
-            ],
-            query=models.FusionQuery(fusion=models.Fusion.RRF),
-            limit=limit,
-            with_payload=True,
-        )
+            requests = [VectorQuery(limit, sparse=terms) for terms in lexical]
+        else:
+            dense = self._encode(queries)
+            requests = [
+                VectorQuery(limit, dense=vector, sparse=terms if mode == "hybrid" and terms.indices else None)
+                for vector, terms in zip(dense, lexical, strict=True)
+            ]
+        return [self._hits(found, k, name) for found in self.store.query_batch(name, requests)]
 
-    def _hits(self, points: Sequence[models.ScoredPoint], k: int, collection: Collection) -> list[KnowledgeHit]:
-        """Best first, without repeated texts, and at most `max_chunks_per_source` chunks of one runbook."""
+    def _hits(self, points: Sequence[ScoredPayload], k: int, collection: Collection) -> list[KnowledgeHit]:
+        """Best first, without repeated texts, and at most `max_chunks_per_source` chunks of one runbook.
+
+        Equal scores are ordered by source and chunk: RRF ties often (rank 1 + rank 4 on one side, rank 4 + rank 1
+        on the other), and Qdrant Edge returns tied points in no fixed order, which would make the same incident
+        cite runbooks in a different order from one run to the next."""
         hits: list[KnowledgeHit] = []
         seen_texts: set[str] = set()
         per_source: dict[str, int] = {}
-        for point in points:
-            payload = point.payload or {}
+        ordered = sorted(
+            points, key=lambda p: (-p.score, str(p.payload.get("source", "")), int(p.payload.get("chunk", 0)))
+        )
+        for point in ordered:
+            payload = point.payload
             text = str(payload.get("text", ""))
             source = str(payload.get("source", ""))
             if text in seen_texts:
@@ -377,14 +288,12 @@ class KnowledgeBase:
     # -- inspection ----------------------------------------------------------------------------------------------
 
     def count(self, collection: str) -> int:
-        name = self._collection(collection)
-        with self._lock:
-            return self._client.count(name, exact=True).count
+        return self.store.count(self._collection(collection))
 
     def sources(self) -> dict[str, int]:
         """Indexed runbooks and their chunk counts."""
         counts: dict[str, int] = {}
-        for payload in self._scroll_payloads(RUNBOOKS, ["source"]):
+        for payload in self.store.payloads(RUNBOOKS, ["source"]):
             source = str(payload.get("source", ""))
             counts[source] = counts.get(source, 0) + 1
         return dict(sorted(counts.items()))

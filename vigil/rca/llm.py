@@ -8,14 +8,16 @@ connection errors, 429 and 5xx) and not (other 4xx, an answer that does not foll
 
 from __future__ import annotations
 
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-import openai
-from openai.types.chat import ChatCompletionMessageParam
-from openai.types.shared_params import ResponseFormatJSONSchema
 from pydantic import BaseModel, ValidationError
 
 from vigil.settings import Settings
+
+if TYPE_CHECKING:  # openai is imported on the first request: half a second that `vigil analyze` without an LLM saves
+    import openai
+    from openai.types.chat import ChatCompletionMessageParam
+    from openai.types.shared_params import ResponseFormatJSONSchema
 
 AnswerT = TypeVar("AnswerT", bound=BaseModel)
 
@@ -33,6 +35,8 @@ def llm_configured(settings: Settings) -> bool:
 
 
 def _client(settings: Settings) -> openai.AsyncOpenAI:
+    import openai
+
     if not settings.llm_base_url:
         raise LLMError("no LLM configured (LLM_BASE_URL is unset)", retryable=False)
     key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "unused"
@@ -49,6 +53,8 @@ async def ask_structured(
     *,
     name: str,
 ) -> AnswerT:
+    import openai
+
     client = _client(settings)
     response_format: ResponseFormatJSONSchema = {
         "type": "json_schema",
@@ -57,7 +63,7 @@ async def ask_structured(
     try:
         response = await client.chat.completions.create(
             model=settings.llm_model,
-            messages=[cast(ChatCompletionMessageParam, m) for m in messages],
+            messages=[cast("ChatCompletionMessageParam", m) for m in messages],
             max_tokens=settings.llm_max_tokens,
             temperature=0.0,
             response_format=response_format,

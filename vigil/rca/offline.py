@@ -1,13 +1,23 @@
-"""`vigil analyze BUNDLE.json` with diagnosis: the analysis report plus `rca`, `runbooks` and
-`similar_incidents`, offline. The deterministic RCA is used unless an LLM is configured (`LLM_BASE_URL`)."""
+"""`vigil analyze BUNDLE...` with diagnosis: the analysis report plus `rca`, `runbooks` and `similar_incidents`,
+offline. The deterministic RCA is used unless an LLM is configured (`LLM_BASE_URL`).
+
+One bundle prints its report as indented JSON. Several (files, or folders meaning every `*.json` in them) are
+analysed in this one process by `jobs` threads sharing one knowledge base and one embedding model, so the model's
+seconds of loading are paid once, not per bundle; each bundle gives one JSON line, in the order given, and the
+rate goes to stderr. The knowledge base opens, and the model loads, only when retrieval first runs.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from vigil.alerts import normalise_severity
 from vigil.analysis import bundle as bundle_module
@@ -33,6 +43,14 @@ def _read(path: str) -> bytes | str:
     return Path(path).read_bytes()
 
 
+def _load(path: str) -> Bundle:
+    """The bundle at `path`; a bundle that cannot be read or parsed raises BundleError with the reason."""
+    try:
+        return load_bundle(_read(path))
+    except OSError as exc:
+        raise BundleError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 def alert_records(bundle: Bundle) -> list[AlertRecord]:
     """The bundle's alerts as an incident would hold them (what retrieval builds its query from)."""
     records: list[AlertRecord] = []
@@ -55,26 +73,16 @@ def alert_records(bundle: Bundle) -> list[AlertRecord]:
     return records
 
 
-def run_analyze_with_rca(path: str, *, knowledge: bool, settings: Settings) -> int:
-    try:
-        bundle = load_bundle(_read(path))
-    except OSError as exc:
-        print(f"error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    except BundleError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def diagnose(bundle: Bundle, knowledge: IncidentKnowledge | None, settings: Settings) -> dict[str, Any]:
+    """The report of one bundle with its RCA, runbooks and similar incidents (none without `knowledge`)."""
     report = analyze(bundle, classifier=default_classifier())
     runbooks: list[KnowledgeHit] = []
     incidents: list[KnowledgeHit] = []
-    if knowledge:
-        kb = IncidentKnowledge(settings)
+    if knowledge is not None:
         try:
-            runbooks, incidents = kb.retrieve(alert_records(bundle), report)
+            runbooks, incidents = knowledge.retrieve(alert_records(bundle), report)
         except KnowledgeBaseError as exc:
             print(f"note: no runbooks or similar incidents: {exc}", file=sys.stderr)
-        finally:
-            kb.close()
     configured = llm_configured(settings)
     rca = deterministic_rca(report, runbooks, incidents, llm_error=None if configured else NO_LLM)
     if configured:
@@ -87,5 +95,73 @@ def run_analyze_with_rca(path: str, *, knowledge: bool, settings: Settings) -> i
     out["rca"] = rca.model_dump(mode="json", exclude={"runbooks", "similar_incidents", "evidence"})
     out["runbooks"] = [h.model_dump(mode="json") for h in runbooks]
     out["similar_incidents"] = [h.model_dump(mode="json") for h in incidents]
+    return out
+
+
+def run_analyze_with_rca(path: str, *, knowledge: bool, settings: Settings) -> int:
+    """One bundle: its report as indented JSON; exit 2 when it cannot be read or parsed."""
+    try:
+        bundle = _load(path)
+    except BundleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    kb = IncidentKnowledge(settings) if knowledge else None
+    try:
+        out = diagnose(bundle, kb, settings)
+    finally:
+        if kb is not None:
+            kb.close()
     sys.stdout.write(json.dumps(out, indent=2) + "\n")
     return 0
+
+
+def bundle_paths(paths: Sequence[str]) -> list[str]:
+    """Files as given, folders as their `*.json` files (sorted), each once."""
+    found: dict[str, None] = {}
+    for path in paths:
+        if path != "-" and Path(path).is_dir():
+            found.update((str(p), None) for p in sorted(Path(path).glob("*.json")) if p.is_file())
+        else:
+            found[path] = None
+    return list(found)
+
+
+def _analyze_file(path: str, knowledge: IncidentKnowledge | None, settings: Settings) -> dict[str, Any]:
+    try:
+        return {"bundle": path, "result": diagnose(_load(path), knowledge, settings)}
+    except BundleError as exc:
+        return {"bundle": path, "error": str(exc)}
+
+
+def run_analyze_many(paths: Sequence[str], *, knowledge: bool, settings: Settings, jobs: int) -> int:
+    """Several bundles in this process: one JSON line each, `{"bundle", "result"}` or `{"bundle", "error"}`, in
+    the order given; bundles/s on stderr; exit 2 when any bundle failed, 0 otherwise."""
+    files = bundle_paths(paths)
+    if not files:
+        print(f"error: no *.json bundles in {', '.join(paths)}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    kb = IncidentKnowledge(settings) if knowledge else None
+    if kb is not None:
+        try:  # opened once here, so that a knowledge base that cannot open is said once, not once per bundle
+            kb.base()
+        except KnowledgeBaseError as exc:
+            print(f"note: no runbooks or similar incidents: {exc}", file=sys.stderr)
+            kb = None
+    failed = 0
+    try:
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="analyze") as pool:
+            for result in pool.map(lambda path: _analyze_file(path, kb, settings), files):
+                failed += "error" in result
+                sys.stdout.write(json.dumps(result) + "\n")
+                sys.stdout.flush()
+    finally:
+        if kb is not None:
+            kb.close()
+    elapsed = time.perf_counter() - start
+    print(
+        f"analysed {len(files)} bundle(s) in {elapsed:.2f} s with {jobs} job(s): {len(files) / elapsed:.2f} "
+        f"bundles/s; {failed} failed",
+        file=sys.stderr,
+    )
+    return 2 if failed else 0
