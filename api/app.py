@@ -5,15 +5,44 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
 from api.intake import GroupSignaller
+from api.limits import RequestLimits
+from api.metrics import HTTP_REJECTED
 from api.routes import alerts, chat, events, health, incidents, logs
 from vigil import __version__
 from vigil.settings import Settings
-from vigil.store.database import Store, database_url
+from vigil.store.database import STORE_UNAVAILABLE, Store, database_url, store_unavailable
 from vigil.temporal import connect
+
+RETRY_AFTER_SECONDS = 5
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """422 naming each field at fault (`loc`) and why (`msg`). Unlike FastAPI's default answer it does not echo
+    the input back: that could be megabytes, or a float like 1e999 that JSON cannot even write (a 500)."""
+    assert isinstance(exc, RequestValidationError)
+    HTTP_REJECTED.labels("invalid_request").inc()
+    errors = [
+        {"type": str(error["type"]), "loc": list(error["loc"]), "msg": str(error["msg"])} for error in exc.errors()
+    ]
+    return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """PostgreSQL down or restarting, on whichever route noticed: 503 with Retry-After, never a 500."""
+    if not store_unavailable(exc):
+        raise exc
+    HTTP_REJECTED.labels("database_unavailable").inc()
+    return JSONResponse(
+        {"detail": f"PostgreSQL is unreachable ({type(exc).__name__}: {exc}); retry later"},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 def create_app(settings: Settings, *, client: Client | None = None, store: Store | None = None) -> FastAPI:
@@ -42,6 +71,10 @@ def create_app(settings: Settings, *, client: Client | None = None, store: Store
         ),
         lifespan=lifespan,
     )
+    app.add_middleware(RequestLimits, max_body_bytes=settings.max_payload_bytes)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    for error in STORE_UNAVAILABLE:
+        app.add_exception_handler(error, _store_unavailable)
     app.state.settings = settings
     app.state.temporal = client
     app.state.signaller = None if client is None else GroupSignaller(client, settings)

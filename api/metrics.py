@@ -43,3 +43,9 @@ DEPLOY_EVENTS = Counter(
     "Deploy event requests by outcome: stored, duplicate, or the reason refused.",
     ["outcome"],
 )
+HTTP_REJECTED = Counter(
+    "vigil_http_rejected_total",
+    "Requests refused by the app-wide checks, by reason: too_large, too_deep, invalid_request (parameters or body "
+    "failing validation), database_unavailable.",
+    ["reason"],
+)

@@ -5,9 +5,9 @@ Each line stands alone: a bad line is rejected with its number and the reason, t
 Only a body that cannot be read at all (not JSON where JSON is required, not a Loki push request) fails whole.
 
 Message text is untrusted: it is stored as sent and never interpreted. Two things are changed because PostgreSQL
-cannot store them otherwise or because a single line must not be able to blow up a row: NUL characters become
-U+FFFD, and a message over `MAX_MESSAGE_CHARS` is cut there (the original length goes into the label
-`vigil_truncated_from`). Label values are cut at `MAX_LABEL_CHARS`.
+cannot store them otherwise or because a single line must not be able to blow up a row: NUL characters and lone
+UTF-16 surrogates (both can come as JSON escapes) become U+FFFD, and a message over `MAX_MESSAGE_CHARS` is cut
+there (the original length goes into the label `vigil_truncated_from`). Label values are cut at `MAX_LABEL_CHARS`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from google.protobuf.message import DecodeError
 from pydantic import ValidationError
 
 from vigil.models import LogIngestResult, LogLineError, LogRecord
+from vigil.untrusted_json import UNSTORABLE_TEXT, JSONInputError, loads_untrusted
 
 MAX_ERRORS = 20
 """Rejected lines reported back in detail; every rejected line is still counted."""
@@ -45,6 +46,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NUMBER = re.compile(r"-?\d+(\.\d+)?")
 _LOKI_LABEL = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(,|$)')
 _GO_ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
+_MAX_NS_DIGITS = 19
+"""Unix nanoseconds fit 19 digits until 2286; longer is junk (and past 4300 digits `int()` itself refuses)."""
 
 
 class LogPayloadError(ValueError):
@@ -128,9 +131,8 @@ def decompress_snappy(body: bytes, max_bytes: int) -> bytes:
 
 
 def _clean(text: str, limit: int) -> str:
-    if "\x00" in text:
-        text = text.replace("\x00", "\ufffd")
-    return text[:limit]
+    """The text cut at `limit`, NUL and lone UTF-16 surrogates (see `UNSTORABLE_TEXT`) replaced by U+FFFD."""
+    return UNSTORABLE_TEXT.sub("\ufffd", text[:limit])
 
 
 def _scalar_text(value: object) -> str | None:
@@ -268,9 +270,9 @@ def parse_json_logs(
     head = body.lstrip()[:1]
     if head == b"[":
         try:
-            items = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise LogPayloadError(f"body starts with '[' but is not a valid JSON array: {exc}") from exc
+            items = loads_untrusted(body)
+        except JSONInputError as exc:
+            raise LogPayloadError(f"body starts with '[' but is not a valid JSON array: {exc.reason}") from exc
         if not isinstance(items, list):
             raise LogPayloadError("body is not a JSON array")
         _check_lines(len(items), max_lines)
@@ -278,8 +280,8 @@ def parse_json_logs(
         return "json_array", parsed
     if head == b"{":
         try:
-            single = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            single = loads_untrusted(body)
+        except JSONInputError:
             pass  # more than one object: JSON lines below
         else:
             _collect(parsed, [(1, single)], default_service, received_at)
@@ -293,11 +295,9 @@ def parse_json_logs(
 def _decode_lines(parsed: ParsedLogs, lines: list[tuple[int, bytes]]) -> Iterator[tuple[int, object]]:
     for number, raw in lines:
         try:
-            yield number, json.loads(raw)
-        except UnicodeDecodeError:
-            parsed.reject(number, "not UTF-8")
-        except json.JSONDecodeError as exc:
-            parsed.reject(number, f"not valid JSON: {exc}")
+            yield number, loads_untrusted(raw)
+        except JSONInputError as exc:
+            parsed.reject(number, f"not valid JSON: {exc.reason}")
 
 
 def _collect(
@@ -344,9 +344,9 @@ def parse_loki_json(body: bytes, *, max_lines: int) -> ParsedLogs:
     """`{"streams": [{"stream": {labels}, "values": [["<unix ns>", "<line>", {metadata}?], ...]}]}`.
     Entries are numbered from 1 across all streams, in order."""
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LogPayloadError(f"body is not valid JSON: {exc}") from exc
+        payload = loads_untrusted(body)
+    except JSONInputError as exc:
+        raise LogPayloadError(f"body is not valid JSON: {exc.reason}") from exc
     streams = payload.get("streams") if isinstance(payload, dict) else None
     if not isinstance(streams, list):
         raise LogPayloadError('not a Loki push request: expected {"streams": [...]}')
@@ -383,10 +383,11 @@ def _loki_json_entry(labels: dict[str, str], value: object) -> LogRecord:
     ts_value, line = value[0], value[1]
     if not isinstance(line, str):
         raise _LineError("the line must be a string")
-    if not isinstance(ts_value, str | int) or isinstance(ts_value, bool) or not str(ts_value).isdigit():
+    ts_text = str(ts_value) if isinstance(ts_value, str | int) and not isinstance(ts_value, bool) else ""
+    if not (ts_text.isascii() and ts_text.isdigit() and len(ts_text) <= _MAX_NS_DIGITS):
         raise _LineError("the timestamp must be unix nanoseconds as a string")
     metadata = _string_map(value[2], "structured metadata") if len(value) == 3 else {}
-    return _loki_record(labels, parse_ts(int(ts_value)), line, metadata)
+    return _loki_record(labels, parse_ts(int(ts_text)), line, metadata)
 
 
 def parse_loki_labels(text: str) -> dict[str, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -14,6 +13,7 @@ from api.deps import BearerDep, SettingsDep, SignallerDep, token_accepted, unaut
 from api.metrics import ALERTS_RECEIVED, WEBHOOK_LATENCY, WEBHOOK_REJECTED, WEBHOOK_REQUESTS
 from vigil.alerts import AlertPayloadError, parse_alertmanager, parse_grafana, parse_vigil
 from vigil.models import Alert, AlertSource, IngestResponse
+from vigil.untrusted_json import JSONInputError, loads_untrusted
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 
@@ -64,9 +64,9 @@ async def _ingest(
     if content_type and not (content_type == "application/json" or content_type.endswith("+json")):
         raise _reject(source, 415, "not_json", f"content-type {content_type!r} is not application/json")
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _reject(source, 422, "invalid_json", f"body is not valid JSON: {exc}") from exc
+        payload = loads_untrusted(body)
+    except JSONInputError as exc:
+        raise _reject(source, 422, "invalid_json", f"body is not valid JSON: {exc.reason}") from exc
     try:
         alerts = _PARSERS[source](payload, group_by=settings.group_by, received_at=datetime.now(UTC))
     except AlertPayloadError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -11,8 +10,10 @@ from pydantic import ValidationError
 
 from api.deps import BearerDep, SettingsDep, StoreDep, require_token, token_accepted, unauthorized
 from api.metrics import DEPLOY_EVENTS
-from api.routes.logs import STORE_ERRORS, content_type_of, read_capped_body, window
+from api.routes.logs import NO_NUL, TimeOutOfRange, content_type_of, read_capped_body, to_utc, window
 from vigil.models import DeployEvent, DeployEventRef, StoredDeployEvent
+from vigil.store.database import STORE_UNAVAILABLE, store_unavailable
+from vigil.untrusted_json import UNSTORABLE_TEXT, JSONInputError, loads_untrusted
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
 
@@ -25,6 +26,15 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"description": "Invalid JSON or event; `detail` says which field."},
     503: {"description": "PostgreSQL unreachable; retry later (nothing was stored)."},
 }
+
+
+def _unstorable_field(event: DeployEvent) -> str | None:
+    """The first text field PostgreSQL cannot store: a NUL from a `\\u0000` escape (pydantic already refuses lone
+    surrogates). Refused rather than altered: these are identifiers, and the event is idempotent on them."""
+    return next(
+        (name for name, value in event if isinstance(value, str) and UNSTORABLE_TEXT.search(value)),
+        None,
+    )
 
 
 def _refuse(code: int, reason: str, detail: str) -> HTTPException:
@@ -64,18 +74,25 @@ async def record_deploy(
     if content_type and not (content_type == "application/json" or content_type.endswith("+json")):
         raise _refuse(415, "not_json", f"content-type {content_type!r} is not application/json")
     try:
-        event = DeployEvent.model_validate(json.loads(body))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _refuse(422, "invalid_json", f"body is not valid JSON: {exc}") from exc
+        event = DeployEvent.model_validate(loads_untrusted(body))
+        if event.ts is not None:
+            event.ts = to_utc(event.ts, "ts")
+    except JSONInputError as exc:
+        raise _refuse(422, "invalid_json", f"body is not valid JSON: {exc.reason}") from exc
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
         raise _refuse(422, "invalid_payload", f"{where}: {first['msg']}") from exc
-    if event.ts is not None and event.ts.tzinfo is None:
-        event.ts = event.ts.replace(tzinfo=UTC)
+    except TimeOutOfRange as exc:
+        raise _refuse(422, "invalid_payload", str(exc)) from exc
+    unstorable = _unstorable_field(event)
+    if unstorable is not None:
+        raise _refuse(422, "invalid_payload", f"{unstorable}: holds a NUL character or a lone UTF-16 surrogate")
     try:
         stored, created = await store.insert_deploy(event, received_at=datetime.now(UTC))
-    except STORE_ERRORS as exc:
+    except STORE_UNAVAILABLE as exc:
+        if not store_unavailable(exc):
+            raise
         raise _refuse(503, "database_unavailable", f"PostgreSQL did not take the event: {exc}") from exc
     DEPLOY_EVENTS.labels("stored" if created else "duplicate").inc()
     return DeployEventRef(id=stored.id, service=stored.service, ts=stored.ts)
@@ -91,7 +108,7 @@ async def record_deploy(
 )
 async def list_deploys(
     store: StoreDep,
-    service: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    service: Annotated[str | None, Query(min_length=1, max_length=200, pattern=NO_NUL)] = None,
     start: datetime | None = None,
     end: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,

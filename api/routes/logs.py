@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 
 from api.deps import BearerDep, SettingsDep, StoreDep, require_token, token_accepted, unauthorized
 from api.metrics import LOG_LINES_RECEIVED, LOG_REQUESTS
@@ -26,7 +26,7 @@ from vigil.logs import (
     parse_loki_protobuf,
 )
 from vigil.models import LogIngestResult, LogRecord
-from vigil.store.database import Store
+from vigil.store.database import STORE_UNAVAILABLE, Store, store_unavailable
 
 router = APIRouter(tags=["logs"])
 
@@ -35,8 +35,13 @@ MAX_READ_LIMIT = 10_000
 JSON_LINES_TYPES = frozenset(
     {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines", "application/json"}
 )
-STORE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
-"""What a PostgreSQL outage looks like to a writer: answered 503 so shippers retry."""
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+"""Times outside [EARLIEST, LATEST) are refused: no log or deploy lies there, and window arithmetic near the ends
+of `datetime`'s range would overflow."""
+NO_NUL = r"^[^\x00]+$"
+"""Pattern of a service in a query: no NUL, which PostgreSQL cannot take (and no stored service holds)."""
+ServiceName = Annotated[str, Query(min_length=1, max_length=200, pattern=NO_NUL)]
 
 _COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or wrong bearer token."},
@@ -98,7 +103,9 @@ async def _read(request: Request, fmt: str, settings: SettingsDep, credentials: 
 async def _store(fmt: str, store: Store, parsed: ParsedLogs, received_at: datetime) -> None:
     try:
         await store.insert_logs(parsed.records, received_at=received_at)
-    except STORE_ERRORS as exc:
+    except STORE_UNAVAILABLE as exc:  # an outage (store_unavailable tells): 503, so shippers retry
+        if not store_unavailable(exc):
+            raise
         raise _refuse(fmt, 503, "database_unavailable", f"PostgreSQL did not take the lines: {exc}") from exc
     LOG_LINES_RECEIVED.labels(fmt, "accepted").inc(len(parsed.records))
     if parsed.rejected:
@@ -232,12 +239,40 @@ async def loki_push(request: Request, settings: SettingsDep, store: StoreDep, cr
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+class TimeOutOfRange(ValueError):
+    """A time that cannot be converted to UTC, or lies outside [EARLIEST, LATEST)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+
+
+def to_utc(value: datetime, field: str) -> datetime:
+    """`value` in UTC (naive means UTC), or `TimeOutOfRange` naming `field`. Converting can overflow:
+    9999-12-31T23:59:59-23:59 is past the year 9999 in UTC."""
+    try:
+        utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except (OverflowError, ValueError) as exc:
+        raise TimeOutOfRange(field, f"{value.isoformat()} is out of range once converted to UTC") from exc
+    if not EARLIEST <= utc < LATEST:
+        raise TimeOutOfRange(field, f"{value.isoformat()} is not between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}")
+    return utc
+
+
+def _query_error(field: str, message: str) -> RequestValidationError:
+    """A query parameter refused like FastAPI refuses one: 422 with its `loc` (see api.app)."""
+    return RequestValidationError([{"type": "value_error", "loc": ("query", field), "msg": message}])
+
+
 def window(start: datetime | None, end: datetime | None, default: timedelta) -> tuple[datetime, datetime]:
     """[start, end) in UTC: end defaults to now, start to `default` before end; naive times are UTC."""
-    end = datetime.now(UTC) if end is None else (end.replace(tzinfo=UTC) if end.tzinfo is None else end)
-    start = end - default if start is None else (start.replace(tzinfo=UTC) if start.tzinfo is None else start)
+    try:
+        end = datetime.now(UTC) if end is None else to_utc(end, "end")
+        start = end - default if start is None else to_utc(start, "start")
+    except TimeOutOfRange as exc:
+        raise _query_error(exc.field, str(exc)) from exc
     if start >= end:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "start must be before end")
+        raise _query_error("start", "start must be before end")
     return start, end
 
 
@@ -251,7 +286,7 @@ def window(start: datetime | None, end: datetime | None, default: timedelta) -> 
 )
 async def read_logs(
     store: StoreDep,
-    service: Annotated[str, Query(min_length=1, max_length=200)],
+    service: ServiceName,
     start: datetime | None = None,
     end: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_READ_LIMIT)] = 1000,
