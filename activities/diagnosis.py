@@ -45,6 +45,8 @@ log = logging.getLogger("vigil.diagnosis")
 MAX_ALERT_EXPRESSIONS = 3
 LLM_REJECTED = "LLMRejected"
 """Error type of a non-retryable LLM failure; the workflow's retry policy names it."""
+ANALYSIS_FAILED = "AnalysisFailed"
+"""Error type of an analysis that raised on its input: retrying the same input cannot help."""
 
 
 def _count(name: str, description: str, value: int = 1, **attributes: str) -> None:
@@ -146,11 +148,16 @@ class DiagnosisActivities:
         stage = ["gathering logs and deploys"]
         with _stage("gather"):
             bundle = await self._gather(data)
-        with _stage("analysis"):
-            report: AnalysisReport = await with_heartbeat(
-                asyncio.to_thread(analyze, bundle, classifier=default_classifier(), progress=stage.append),
-                lambda: stage[-1],
-            )
+        try:
+            with _stage("analysis"):
+                report: AnalysisReport = await with_heartbeat(
+                    asyncio.to_thread(analyze, bundle, classifier=default_classifier(), progress=stage.append),
+                    lambda: stage[-1],
+                )
+        except Exception as exc:
+            # Pure computation over what was gathered: the same input fails the same way, so retrying it would
+            # only spin. Gathering (store, Prometheus) stays retryable for as long as the workflow allows.
+            raise ApplicationError(f"analysis failed: {exc!r}"[:500], type=ANALYSIS_FAILED, non_retryable=True) from exc
         stage.append("retrieving runbooks and similar incidents")
         try:
             with _stage("retrieval"):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncpg
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from vigil.models import PersistIncidentInput, PersistIncidentResult
 from vigil.store.database import Store
@@ -14,4 +16,18 @@ class StoreActivities:
 
     @activity.defn(name="persist_incident")
     async def persist_incident(self, data: PersistIncidentInput) -> PersistIncidentResult:
-        return await self._store.persist_incident(data)
+        """PostgreSQL unreachable: raised as is and retried. Data it refuses (too large for a row or an index,
+        out of range) fails non-retryably, so one bad write never stalls the incident's record for good."""
+        try:
+            return await self._store.persist_incident(data)
+        except (
+            asyncpg.DataError,
+            asyncpg.ProgramLimitExceededError,
+            asyncpg.IntegrityConstraintViolationError,
+        ) as exc:
+            raise ApplicationError(
+                f"the store refused the write: {exc}"[:500], type=STORE_REJECTED, non_retryable=True
+            ) from exc
+
+
+STORE_REJECTED = "StoreRejected"

@@ -7,7 +7,8 @@ so an accepted alert is never lost, whatever process dies next.
 from __future__ import annotations
 
 import asyncio
-import uuid
+import hashlib
+import json
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
@@ -15,7 +16,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from api.metrics import SIGNALS_SENT
-from vigil.alerts import group_labels, incident_id_for
+from vigil.alerts import alert_size, group_labels, incident_id_for
 from vigil.models import Alert, AlertBatch, IncidentInput, IncidentPolicy, IncidentRef, IncidentStatus
 from vigil.settings import INCIDENTS_TASK_QUEUE, Settings
 from vigil.temporal import SERVICE_ATTR, SEVERITY_ATTR, STATUS_ATTR
@@ -64,13 +65,34 @@ async def signal_group(client: Client, settings: Settings, key: str, alerts: lis
 
 
 MAX_ALERTS_PER_SIGNAL = 500
-"""Keeps each signal payload far below Temporal's 2 MB payload limit."""
+MAX_SIGNAL_BYTES = 1_000_000
+"""With MAX_ALERTS_PER_SIGNAL, keeps each signal payload below half of Temporal's 2 MB payload limit."""
+
+
+def delivery_id(key: str, alerts: list[Alert]) -> str:
+    """Identity of a notification from its content, so a sender's retry of it is recognised and dropped: the
+    group, and each alert's fingerprint, status and own timestamps (never the time it arrived)."""
+    parts = sorted(
+        (
+            alert.fingerprint,
+            alert.status.value,
+            alert.starts_at.isoformat(),
+            alert.ends_at.isoformat() if alert.ends_at else "",
+        )
+        for alert in alerts
+    )
+    canonical = json.dumps([key, parts], separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 @dataclass
 class _Pending:
     alerts: list[Alert] = field(default_factory=list)
+    size: int = 0
     sent: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    def fits(self, alerts: list[Alert], size: int) -> bool:
+        return len(self.alerts) + len(alerts) <= MAX_ALERTS_PER_SIGNAL and self.size + size <= MAX_SIGNAL_BYTES
 
 
 class GroupSignaller:
@@ -86,14 +108,23 @@ class GroupSignaller:
         self._senders: dict[str, asyncio.Task[None]] = {}
 
     async def submit(self, key: str, alerts: list[Alert]) -> IncidentRef:
+        """Queue the alerts of one group and wait until a signal carrying them was accepted. A large payload is
+        cut into chunks that each fit one signal."""
         queue = self._queues[key]
-        if not queue or len(queue[-1].alerts) >= MAX_ALERTS_PER_SIGNAL:
-            queue.append(_Pending())
-        pending = queue[-1]
-        pending.alerts.extend(alerts)
+        waits: list[asyncio.Future[None]] = []
+        for chunk in _chunks(alerts):
+            size = sum(alert_size(alert) for alert in chunk)
+            if not queue or not queue[-1].fits(chunk, size):
+                queue.append(_Pending())
+            pending = queue[-1]
+            pending.alerts.extend(chunk)
+            pending.size += size
+            if not waits or waits[-1] is not pending.sent:
+                waits.append(pending.sent)
         if key not in self._senders:
             self._senders[key] = asyncio.create_task(self._send(key))
-        await asyncio.shield(pending.sent)
+        for sent in waits:
+            await asyncio.shield(sent)
         return IncidentRef(incident_id=incident_id_for(key), group_key=key, alerts=len(alerts))
 
     async def _send(self, key: str) -> None:
@@ -102,7 +133,9 @@ class GroupSignaller:
             while queue:
                 pending = queue.popleft()
                 try:
-                    await signal_group(self._client, self._settings, key, pending.alerts, uuid.uuid4().hex)
+                    await signal_group(
+                        self._client, self._settings, key, pending.alerts, delivery_id(key, pending.alerts)
+                    )
                 except Exception as exc:
                     pending.sent.set_exception(exc)
                 else:
@@ -118,3 +151,18 @@ class GroupSignaller:
         for alert in alerts:
             groups[alert.group_key].append(alert)
         return list(await asyncio.gather(*(self.submit(key, group) for key, group in groups.items())))
+
+
+def _chunks(alerts: list[Alert]) -> list[list[Alert]]:
+    """Consecutive runs of alerts that each fit one signal by count and by estimated size."""
+    chunks: list[list[Alert]] = [[]]
+    size = 0
+    for alert in alerts:
+        alert_bytes = alert_size(alert)
+        current = chunks[-1]
+        if current and (len(current) >= MAX_ALERTS_PER_SIGNAL or size + alert_bytes > MAX_SIGNAL_BYTES):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(alert)
+        size += alert_bytes
+    return [chunk for chunk in chunks if chunk]

@@ -70,12 +70,13 @@ def _alert(tag: str, group: int, fingerprint: int) -> dict[str, Any]:
     }
 
 
-def _webhook(alerts: list[dict[str, Any]]) -> dict[str, Any]:
+def alertmanager_webhook(alerts: list[dict[str, Any]]) -> dict[str, Any]:
+    """A webhook body as Alertmanager (version 4) sends it, for load generators."""
     return {
         "version": "4",
         "groupKey": "bench",
         "truncatedAlerts": 0,
-        "status": "firing",
+        "status": "firing" if any(alert["status"] == "firing" for alert in alerts) else "resolved",
         "receiver": "vigil",
         "groupLabels": {},
         "commonLabels": {},
@@ -94,7 +95,7 @@ def _webhooks(tag: str, *, n: int, batch: int, fingerprints: int, groups: int) -
     chunked = [[alerts[i : i + batch] for i in range(0, len(alerts), batch)] for alerts in per_group]
     bodies: list[dict[str, Any]] = []
     for round_ in range(max(len(chunks) for chunks in chunked)):
-        bodies.extend(_webhook(chunks[round_]) for chunks in chunked if round_ < len(chunks))
+        bodies.extend(alertmanager_webhook(chunks[round_]) for chunks in chunked if round_ < len(chunks))
     return bodies
 
 
@@ -156,7 +157,8 @@ async def run_once(
         for incident_id in expected:
             response = await http.get(f"/api/v1/incidents/{incident_id}")
             state = response.json().get("state") if response.status_code == 200 else None
-            out[incident_id] = sum(a["count"] for a in state["alerts"].values()) if state else 0
+            # every notification taken in: an alert's first firing plus its repeats (the same fingerprint again)
+            out[incident_id] = sum(a["count"] + a["repeats"] for a in state["alerts"].values()) if state else 0
         return out
 
     deadline = time.monotonic() + settle_timeout
@@ -166,6 +168,7 @@ async def run_once(
         observed = await counted()
     in_workflows = time.perf_counter() - started
     lost = sum(max(0, expected[i] - observed.get(i, 0)) for i in expected) + (n - sum(expected.values()))
+    await _clean_up(http, list(expected))
     return IngestRun(
         alerts=n,
         requests=len(bodies),
@@ -177,6 +180,16 @@ async def run_once(
         lost=lost,
         baseline_requests_per_second=baseline_rps,
     )
+
+
+async def _clean_up(http: httpx.AsyncClient, incident_ids: list[str]) -> None:
+    """Resolve the incidents the run opened, so a benchmark leaves no open incident behind in the console."""
+    for incident_id in incident_ids:
+        response = await http.post(
+            f"/api/v1/incidents/{incident_id}/resolve", json={"by": "vigil-bench", "reason": "benchmark run over"}
+        )
+        if response.status_code not in (200, 409):
+            raise RuntimeError(f"could not resolve {incident_id}: {response.status_code} {response.text[:200]}")
 
 
 async def run_benchmark(base_url: str, token: SecretStr | None, params: IngestParams) -> list[IngestRun]:

@@ -50,6 +50,16 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
+@pytest.fixture
+async def private_temporal() -> AsyncIterator[WorkflowEnvironment]:
+    """A Temporal dev server of this test's own, so no in-process worker of the session competes for tasks."""
+    env = await start_temporal()
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
 @pytest.fixture(scope="session")
 def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
     return temporal_env.client

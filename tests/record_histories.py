@@ -4,7 +4,7 @@ Runs a real incident (diagnosis, proposal, escalation, approval, resolution, clo
 server and embedded PostgreSQL with the incidents and ml workers, and writes its history to
 tests/histories/<NAME>.json. Record new ones when the workflow changes on purpose, under a new name; keep the old
 ones, which stand for incidents still running on the previous version (`incident_lifecycle.json`: before
-diagnosis existed).
+diagnosis existed; `incident_lifecycle_diagnosis.json`: before per-occurrence ids and alert ordering).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from vigil.temporal import SEARCH_ATTRIBUTES
 from workers.main import build_worker
 
 OUT = Path(__file__).parent / "histories"
-NAME = "incident_lifecycle_diagnosis"
+NAME = "incident_lifecycle_occurrences"
 
 
 async def record() -> None:

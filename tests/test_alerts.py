@@ -476,7 +476,7 @@ def _many_alerts() -> dict[str, Any]:
         pytest.param(
             parse_alertmanager,
             _am_payload(_am_alert(labels={"alertname": "Down", "": "x"})),
-            "alerts[0].labels: keys must be non-empty strings",
+            "alerts[0].labels: keys must be strings of 1 to 128 characters",
             id="empty-label-name",
         ),
         pytest.param(

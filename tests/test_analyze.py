@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 import uuid
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
@@ -214,6 +217,68 @@ def test_analyze_empty_bundle() -> None:
     assert json.loads(result.stdout)["evidence"] == []
 
 
+def test_analyze_many_bundles_in_one_process(tmp_path: Path) -> None:
+    """A folder means its *.json bundles (sorted); each gives one JSON line in order, a bad one an error line
+    without stopping the others; the rate goes to stderr and the exit code says something failed."""
+    folder = tmp_path / "bundles"
+    folder.mkdir()
+    outage = toyprod_bundle()
+    (folder / "a-outage.json").write_text(json.dumps(outage))
+    (folder / "b-broken.json").write_text("{not json")
+    (folder / "c-empty.json").write_text("{}")
+    (folder / "notes.txt").write_text("not a bundle")
+    extra = tmp_path / "extra.json"
+    extra.write_text(json.dumps(outage))
+    result = CliRunner().invoke(app, ["analyze", str(folder), str(extra), "--jobs", "2"])
+    assert result.exit_code == 2, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [Path(line["bundle"]).name for line in lines] == [
+        "a-outage.json",
+        "b-broken.json",
+        "c-empty.json",
+        "extra.json",
+    ]
+    check_report(lines[0]["result"])
+    assert lines[0]["result"]["runbooks"]
+    assert lines[0]["result"]["rca"]["source"] == "deterministic"
+    assert "malformed JSON" in lines[1]["error"]
+    assert "result" not in lines[1]
+    assert lines[2]["result"]["evidence"] == []
+    assert lines[3]["result"] == lines[0]["result"]
+    assert "analysed 4 bundle(s)" in result.stderr
+    assert "bundles/s; 1 failed" in result.stderr
+
+    (folder / "b-broken.json").unlink()
+    good = CliRunner().invoke(app, ["analyze", str(folder), "--no-knowledge"])
+    assert good.exit_code == 0, good.output
+    assert [json.loads(line)["result"]["runbooks"] for line in good.stdout.splitlines()] == [[], []]
+    empty = CliRunner().invoke(app, ["analyze", str(tmp_path / "nothing-here"), str(tmp_path / "nor-here")])
+    assert empty.exit_code == 2
+    assert "cannot read" in empty.stdout
+
+
+def test_analyze_without_knowledge_loads_no_model_or_engine(tmp_path: Path) -> None:
+    """`--no-knowledge` never imports torch, sentence-transformers, a Qdrant engine or the OpenAI client; with
+    knowledge, the model is imported only once retrieval runs (this is what made every bundle cost ~10 s)."""
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(toyprod_bundle()))
+    script = (
+        "import sys\n"
+        "from vigil.cli import app\n"
+        "try:\n"
+        f'    app(["analyze", {str(path)!r}, "--no-knowledge"])\n'
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0, exit.code\n"
+        "heavy = ['torch', 'sentence_transformers', 'qdrant_edge', 'qdrant_client', 'openai']\n"
+        "print('LOADED', [name for name in heavy if name in sys.modules], file=sys.stderr)\n"
+    )
+    env = {**os.environ, "VIGIL_STATE_DIR": str(tmp_path / "state")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["category"] == "database"
+    assert "LOADED []" in done.stderr
+
+
 @workflow.defn(sandboxed=False)
 class AnalyzeOnce:
     @workflow.run
@@ -245,3 +310,18 @@ async def test_analyze_bundle_activity(temporal_client: Client, workers: list[Wo
             execution_timeout=timedelta(seconds=90),
         )
     check_report(report.model_dump(mode="json"))
+
+
+def test_deploys_sharing_a_version_get_distinct_evidence_ids() -> None:
+    """Two services shipping the same version are two suspects: each citation must name one deploy."""
+    data = toyprod_bundle()
+    data["deploys"] = [
+        {"ts": "2026-03-01T10:05:00Z", "service": "toyprod", "version": "1.4.2"},
+        {"ts": "2026-03-01T10:06:00Z", "service": "payments", "version": "1.4.2"},
+        {"ts": "2026-03-01T10:07:00Z", "service": "payments", "version": "1.4.2"},
+    ]
+    report = analyze(parse_bundle(data))
+    deploy_ids = [e.id for e in report.evidence if e.kind == "deploy"]
+    assert sorted(deploy_ids) == ["deploy:1.4.2@payments", "deploy:1.4.2@payments#2", "deploy:1.4.2@toyprod"]
+    timeline_ids = {t.evidence_id for t in report.timeline if t.kind == "deploy"}
+    assert timeline_ids == set(deploy_ids)

@@ -66,7 +66,8 @@ def make_settings(**overrides: Any) -> Settings:
 
 def summary(**overrides: Any) -> IncidentSummary:
     values: dict[str, Any] = {
-        "incident_id": "incident-checkout-prod-5f1a3c2b9e",
+        "incident_id": "incident-checkout-prod-5f1a3c2b9e-0a1b2c3d",
+        "group_id": "incident-checkout-prod-5f1a3c2b9e",
         "run_id": "run-1",
         "title": "KubePodCrashLooping on checkout",
         "group_key": "alertname=KubePodCrashLooping,service=checkout,namespace=prod",
@@ -88,15 +89,17 @@ def test_row_links_the_embedded_web_ui_and_the_api() -> None:
     row = incident_row(summary(), make_settings(temporal_namespace="vigil", temporal_ui_port=8299, api_port=8001))
 
     assert row == {
-        "incident_id": "incident-checkout-prod-5f1a3c2b9e",
+        "incident_id": "incident-checkout-prod-5f1a3c2b9e-0a1b2c3d",
         "title": "KubePodCrashLooping on checkout",
         "status": "awaiting approval",
         "severity": "critical",
         "service": "checkout",
         "started": "2024-05-01 11:52:31",
-        "console_url": "/incidents/incident-checkout-prod-5f1a3c2b9e",
-        "temporal_url": "http://127.0.0.1:8299/namespaces/vigil/workflows/incident-checkout-prod-5f1a3c2b9e",
-        "api_url": "http://127.0.0.1:8001/api/v1/incidents/incident-checkout-prod-5f1a3c2b9e",
+        "console_url": "/incidents/incident-checkout-prod-5f1a3c2b9e-0a1b2c3d",
+        "temporal_url": (
+            "http://127.0.0.1:8299/namespaces/vigil/workflows/incident-checkout-prod-5f1a3c2b9e/run-1/history"
+        ),
+        "api_url": "http://127.0.0.1:8001/api/v1/incidents/incident-checkout-prod-5f1a3c2b9e-0a1b2c3d",
     }
 
 

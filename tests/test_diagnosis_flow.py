@@ -59,14 +59,14 @@ async def test_incident_is_diagnosed_from_its_logs(
     assert d.state.decisions == []
     assert not any(e.kind in (TimelineKind.APPROVED, TimelineKind.REMEDIATION_PROPOSED) for e in d.state.timeline)
 
-    stored = await store.diagnosis(incident_id)
+    stored = await store.diagnosis(d.incident_id)
     assert stored is not None
     assert stored.root_cause == rca.root_cause
     assert d.diagnosis == rca
 
     async def listed_category() -> str | None:
         response = await client.get("/api/v1/incidents", params={"service": service})
-        rows = [r for r in response.json() if r["incident_id"] == incident_id]
+        rows = [r for r in response.json() if r["incident_id"] == d.incident_id]
         return rows[0]["category"] if rows else None
 
     assert await eventually(listed_category, lambda c: c == "database", timeout=30) == "database"
@@ -98,7 +98,7 @@ async def test_closed_incident_is_indexed_and_found_again(api: ApiFactory, worke
     start = datetime.now(UTC) - timedelta(minutes=12)
     assert (await client.post("/api/v1/logs", json=outage_logs(service, start=start))).status_code == 202
     incident_id = await open_incident(client, [am_alert(unique, service=service, instance="i1")])
-    await _diagnosed(client, incident_id)
+    occurrence = (await _diagnosed(client, incident_id)).incident_id
     resolved = am_alert(unique, service=service, instance="i1", status="resolved")
     assert (await client.post("/api/v1/alerts/alertmanager", json=am_webhook([resolved]))).status_code == 202
     await eventually(lambda: detail(client, incident_id), lambda d: status_of(d) is IncidentStatus.CLOSED, timeout=60)
@@ -109,4 +109,4 @@ async def test_closed_incident_is_indexed_and_found_again(api: ApiFactory, worke
         return ChatAnswer.model_validate(response.json())
 
     answer = await ask()
-    assert incident_id in {c.source for c in answer.citations if c.collection == "incidents"}
+    assert occurrence in {c.source for c in answer.citations if c.collection == "incidents"}

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import psutil
@@ -17,9 +20,9 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from tests.vigil_up import VigilUp, person_env, wait_until
-from vigil.stack.processes import ManagedProcess, pid_alive
+from vigil.stack.masking import mask_url, redact
+from vigil.stack.processes import ManagedProcess, make_private_dir, pid_alive
 from vigil.stack.temporal_server import ensure_search_attributes, temporal_binary
-from vigil.stack.up import mask_url
 from vigil.temporal import SEARCH_ATTRIBUTES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -114,10 +117,70 @@ def test_vigil_up_fails_fast_on_a_port_in_use(run_stack: Callable[[], VigilUp], 
     assert not (Path(stack_env["VIGIL_STATE_DIR"]) / "logs").exists(), "nothing may start before the check"
 
 
+HOSTILE_PASSWORDS = [
+    "s3cret",
+    "Sec/ret9LEAK",
+    "p@ss#w0rd",
+    "a?b=c&d",
+    "x@y/z#w?v",
+    "c0l:on:s",
+    "50%25off%",
+    "pä$$wörd☃",
+]
+
+
 def test_database_urls_are_printed_without_secrets() -> None:
     assert mask_url("postgresql://vigil:s3cret@db.example:5432/vigil") == "postgresql://vigil:***@db.example:5432/vigil"
-    assert "s3cret" not in mask_url("postgresql:///vigil?host=/run/pg&password=s3cret")
     assert mask_url("postgresql://postgres@/postgres?host=/tmp/x") == "postgresql://postgres@/postgres?host=/tmp/x"
+    assert mask_url("not a url s3cret") == "***"
+    for password in HOSTILE_PASSWORDS:
+        for url in (
+            f"postgresql://postgres:{password}@/postgres?host=/run/pg&port=5432",
+            f"postgresql://vigil:{password}@db.example:5432/vigil?sslmode=require",
+            f"postgresql://u:{password}@db/app#frag",
+        ):
+            masked = mask_url(url)
+            assert password not in masked, (url, masked)
+            assert masked.startswith(("postgresql://postgres:***@", "postgresql://vigil:***@", "postgresql://u:***@"))
+        for parameter in ("password", "sslpassword", "PassFile", "sslkey", "api_token", "client_secret"):
+            url = f"postgresql:///vigil?host=/run/pg&{parameter}={quote(password, safe='')}&application_name=vigil"
+            assert mask_url(url) == f"postgresql:///vigil?host=/run/pg&{parameter}=***&application_name=vigil"
+            if "&" not in password:  # unescaped, `&` would end the value: no parser can know it belongs to it
+                assert password not in mask_url(f"postgresql:///vigil?{parameter}={password}&host=/run/pg")
+
+
+def test_error_messages_about_a_database_are_redacted() -> None:
+    for password in HOSTILE_PASSWORDS:
+        url = f"postgresql://vigil:{password}@db.example/vigil?sslpassword=k3y"
+        message = f"could not connect to {url}: password {password!r} rejected, sslpassword k3y"
+        redacted = redact(message, url)
+        assert password not in redacted
+        assert "k3y" not in redacted
+
+
+def test_the_state_dir_is_made_private(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o755)
+    state.chmod(0o755)
+    make_private_dir(state)
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    fresh = tmp_path / "fresh" / "state"
+    make_private_dir(fresh)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
+    make_private_dir(state, traverse_gid=os.getgid())
+    assert stat.S_IMODE(state.stat().st_mode) == 0o710
+    assert state.stat().st_gid == os.getgid()
+
+
+def test_child_logs_are_private(tmp_path: Path) -> None:
+    old_log = tmp_path / "old.log"
+    old_log.write_text("from an earlier run\n")
+    old_log.chmod(0o644)
+    for log in (old_log, tmp_path / "new.log"):
+        process = ManagedProcess("quick", [sys.executable, "-c", "print('hello')"], log)
+        process.start()
+        assert process.stop(grace=10) is not None
+        assert stat.S_IMODE(log.stat().st_mode) == 0o600, log
 
 
 async def test_search_attributes_missing_from_an_existing_server_are_registered() -> None:
@@ -208,10 +271,12 @@ def test_vigil_up_serves_stops_cleanly_and_keeps_incidents(
     with httpx.Client(base_url=api, timeout=30, trust_env=False) as http:
         detail = http.get(f"/api/v1/incidents/{incident_id}")
         assert detail.status_code == 200, detail.text
+        occurrence = detail.json()["incident_id"]
+        assert occurrence.startswith(incident_id)  # the webhook answers the group's id; the incident has its own
         wait_until(
-            lambda: incident_id in {row["incident_id"] for row in http.get("/api/v1/incidents").json()},
+            lambda: occurrence in {row["incident_id"] for row in http.get("/api/v1/incidents").json()},
             30,
-            f"incident {incident_id} in the list",
+            f"incident {occurrence} in the list",
         )
     assert second.interrupt(timeout=120) == 0, second.output
     assert second.survivors() == []

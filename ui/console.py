@@ -23,7 +23,7 @@ from urllib.parse import quote
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from vigil.incident_list import incident_summary, list_incidents
+from vigil.incident_list import incident_summary, list_incidents, locate
 from vigil.models import IncidentState, IncidentStatus, IncidentSummary, Severity
 from vigil.settings import Settings
 from vigil.temporal import connect
@@ -102,9 +102,13 @@ def temporal_ui_url(settings: Settings) -> str | None:
     return f"http://127.0.0.1:{settings.temporal_ui_port}/namespaces/{namespace}/workflows"
 
 
-def temporal_workflow_url(settings: Settings, incident_id: str) -> str | None:
+def temporal_workflow_url(settings: Settings, summary: IncidentSummary) -> str | None:
+    """The incident's own run in the Web UI (its group's workflow id names every incident of the group)."""
     base = temporal_ui_url(settings)
-    return None if base is None else f"{base}/{quote(incident_id, safe='')}"
+    if base is None:
+        return None
+    url = f"{base}/{quote(summary.group_id or summary.incident_id, safe='')}"
+    return f"{url}/{quote(summary.run_id, safe='')}/history" if summary.run_id else url
 
 
 def format_utc(moment: datetime | None) -> str:
@@ -130,7 +134,7 @@ def incident_row(summary: IncidentSummary, settings: Settings) -> dict[str, str 
         "service": summary.service or MISSING,
         "started": format_utc(summary.started_at),
         "console_url": console_incident_path(summary.incident_id),
-        "temporal_url": temporal_workflow_url(settings, summary.incident_id),
+        "temporal_url": temporal_workflow_url(settings, summary),
         "api_url": api_incident_url(settings, summary.incident_id),
     }
 
@@ -206,11 +210,16 @@ class IncidentSource:
 
     async def incident(self, incident_id: str) -> IncidentView:
         client = await self._connected()
-        handle = client.get_workflow_handle(incident_id)
         try:
             async with asyncio.timeout(TEMPORAL_TIMEOUT_SECONDS):
+                location = await locate(client, incident_id)
+                if location is None:
+                    return IncidentView(summary=None)
+                handle = client.get_workflow_handle(location.workflow_id, run_id=location.run_id)
                 description = await handle.describe()
                 memo = await description.memo()
+        except ValueError:  # not an incident id at all
+            return IncidentView(summary=None)
         except RPCError as error:
             if error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
                 return IncidentView(summary=None)

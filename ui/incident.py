@@ -255,7 +255,7 @@ def render(settings: Settings, incident_id: str, view: IncidentView) -> None:
     ui.label(state.title if state is not None else summary.title or incident_id).classes("text-h5")
     with ui.row().classes("items-baseline gap-x-6"):
         ui.label(incident_id).classes("text-caption font-mono")
-        web_ui = temporal_workflow_url(settings, incident_id)
+        web_ui = temporal_workflow_url(settings, summary)
         if web_ui is not None:
             ui.link("Temporal Web UI", web_ui, new_tab=True)
         ui.link("API", api_incident_url(settings, incident_id), new_tab=True)

@@ -17,6 +17,7 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Field,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -27,6 +28,13 @@ from vigil.models import Alert, AlertSource, AlertStatus, Severity
 
 MAX_ALERTS_PER_PAYLOAD = 5000
 
+# Bounds on every field that reaches workflow state or a database key: a sender that exceeds one gets a 422
+# naming the field, so no alert can push an incident past a Temporal payload limit or a btree row limit.
+MAX_KEY_LENGTH = 128
+MAX_FINGERPRINT_LENGTH = 128
+MAX_LABELS = 64
+MAX_ANNOTATIONS = 64
+MAX_URL_LENGTH = 4096
 _MAX_VALUE_LENGTH = 1024  # models.Label
 _MAX_SUMMARY_LENGTH = 300
 _MAX_REPORTED_ERRORS = 10
@@ -61,6 +69,18 @@ def label_fingerprint(labels: Mapping[str, str]) -> str:
     """Stable identity of a label set: independent of label order, 16 hex chars like Alertmanager's."""
     canonical = json.dumps(sorted(labels.items()), ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+_ALERT_OVERHEAD_BYTES = 400
+"""Field names, timestamps and enums of one serialised alert, beside its strings."""
+
+
+def alert_size(alert: Alert) -> int:
+    """An upper estimate of the alert's serialised size (JSON escapes aside, its strings dominate)."""
+    strings = (*alert.labels.items(), *alert.annotations.items())
+    text = sum(len(key) + len(value) for key, value in strings)
+    extras = len(alert.summary) + len(alert.generator_url or "") + len(alert.fingerprint) + len(alert.group_key)
+    return 4 * (text + extras) // 3 + _ALERT_OVERHEAD_BYTES
 
 
 def normalise_severity(value: str | None) -> Severity:
@@ -167,8 +187,12 @@ def _timestamp(value: datetime | None) -> datetime | None:
     return None if value == _GO_ZERO_TIME else value
 
 
-_Key = Annotated[str, StringConstraints(min_length=1)]
+_Key = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_LENGTH)]
 _Value = Annotated[str, StringConstraints(max_length=_MAX_VALUE_LENGTH)]
+_Labels = Annotated[dict[_Key, _Value], Field(max_length=MAX_LABELS)]
+_Annotations = Annotated[dict[_Key, str], Field(max_length=MAX_ANNOTATIONS)]
+_Fingerprint = Annotated[str, StringConstraints(max_length=MAX_FINGERPRINT_LENGTH)]
+_Url = Annotated[str, StringConstraints(max_length=MAX_URL_LENGTH)]
 _Timestamp = Annotated[datetime | None, AfterValidator(_timestamp)]
 
 
@@ -180,12 +204,12 @@ class _Lenient(BaseModel):
 
 class _WebhookAlert(_Lenient):
     status: AlertStatus
-    labels: dict[_Key, _Value]
-    annotations: dict[_Key, str] = {}
+    labels: _Labels
+    annotations: _Annotations = {}
     startsAt: _Timestamp
     endsAt: _Timestamp = None
-    generatorURL: str | None = None
-    fingerprint: str | None = None
+    generatorURL: _Url | None = None
+    fingerprint: _Fingerprint | None = None
 
 
 class _WebhookPayload(_Lenient):
@@ -213,14 +237,14 @@ class _VigilAlert(_Lenient):
     status: AlertStatus = AlertStatus.FIRING
     severity: _Value | None = None
     service: _Value | None = None
-    labels: dict[_Key, _Value] = {}
-    annotations: dict[_Key, str] = {}
+    labels: _Labels = {}
+    annotations: _Annotations = {}
     summary: str | None = None
     description: str | None = None
     starts_at: _Timestamp = None
     ends_at: _Timestamp = None
-    fingerprint: str | None = None
-    generator_url: str | None = None
+    fingerprint: _Fingerprint | None = None
+    generator_url: _Url | None = None
 
 
 class _VigilBatch(_Lenient):
@@ -326,6 +350,10 @@ def _build(
     group_by: Sequence[str],
     received_at: datetime,
 ) -> Alert:
+    labels = _storable(labels)
+    annotations = _storable(annotations)
+    fingerprint = _storable_text(fingerprint) if fingerprint else None
+    generator_url = _storable_text(generator_url) if generator_url else None
     return Alert(
         source=source,
         fingerprint=(fingerprint or "").strip() or label_fingerprint(labels),
@@ -341,6 +369,15 @@ def _build(
         summary=_summary(annotations, labels["alertname"]),
         received_at=received_at,
     )
+
+
+def _storable_text(text: str) -> str:
+    """PostgreSQL text cannot hold NUL: it becomes U+FFFD, as in stored log lines, so the alert is kept."""
+    return text.replace("\x00", "\ufffd")
+
+
+def _storable(values: Mapping[str, str]) -> dict[str, str]:
+    return {_storable_text(key): _storable_text(value) for key, value in values.items()}
 
 
 def _first_label(labels: Mapping[str, str], names: Sequence[str]) -> str | None:
@@ -408,7 +445,7 @@ def _describe(error: ValidationError) -> str:
 def _problem(detail: ErrorDetails) -> str:
     loc = detail["loc"]
     if loc and loc[-1] == "[key]":  # a dict key failed: loc is (..., the key, "[key]")
-        return f"{_path(loc[:-2])}: keys must be non-empty strings"
+        return f"{_path(loc[:-2])}: keys must be strings of 1 to {MAX_KEY_LENGTH} characters"
     return f"{_path(loc)}: {_message(detail)}"
 
 
@@ -436,6 +473,7 @@ def _message(detail: ErrorDetails) -> str:
         "string_type": "must be a string",
         "string_too_short": "must not be empty",
         "string_too_long": f"longer than {ctx.get('max_length')} characters",
+        "too_long": f"more than {ctx.get('max_length')} entries",
         "enum": f"must be {ctx.get('expected')}",
         "literal_error": f"must be {ctx.get('expected')}",
         "value_error": str(ctx.get("error")),

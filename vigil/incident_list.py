@@ -4,14 +4,39 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecution
 
 from vigil.models import IncidentStatus, IncidentSummary, Severity
-from vigil.temporal import CATEGORY_ATTR, SERVICE_ATTR, SEVERITY_ATTR, STATUS_ATTR
+from vigil.temporal import CATEGORY_ATTR, INCIDENT_ATTR, SERVICE_ATTR, SEVERITY_ATTR, STATUS_ATTR
 
 SERVICE_PATTERN = r"^[A-Za-z0-9_.:/-]{1,200}$"
+INCIDENT_ID_PATTERN = r"^incident-[a-z0-9-]{1,120}$"
+INCIDENT_RUNS = "WorkflowType = 'IncidentWorkflow' AND ExecutionStatus != 'ContinuedAsNew'"
+"""The last run of each run chain: one row per incident, whatever continue-as-new did."""
+
+
+@dataclass(frozen=True)
+class IncidentLocation:
+    """Where an incident id leads: the occurrence's own id, and the run chain in Temporal that holds it."""
+
+    incident_id: str
+    workflow_id: str
+    run_id: str | None
+
+
+async def locate(client: Client, incident_id: str) -> IncidentLocation | None:
+    """An occurrence id names one incident; a group id (the workflow id, what the webhooks answer) names the
+    group's latest incident. None when visibility knows neither (a run that has only just started)."""
+    if not re.fullmatch(INCIDENT_ID_PATTERN, incident_id):
+        raise ValueError(f"incident id must match {INCIDENT_ID_PATTERN}")
+    for clause in (f"{INCIDENT_ATTR.name} = '{incident_id}'", f"WorkflowId = '{incident_id}'"):
+        async for execution in client.list_workflows(f"{INCIDENT_RUNS} AND {clause}", limit=1):
+            occurrence = execution.typed_search_attributes.get(INCIDENT_ATTR) or execution.id
+            return IncidentLocation(incident_id=occurrence, workflow_id=execution.id, run_id=execution.run_id)
+    return None
 
 
 def incident_summary(execution: WorkflowExecution, memo: Mapping[str, Any]) -> IncidentSummary:
@@ -19,7 +44,8 @@ def incident_summary(execution: WorkflowExecution, memo: Mapping[str, Any]) -> I
     status_value = attrs.get(STATUS_ATTR)
     severity_value = attrs.get(SEVERITY_ATTR)
     return IncidentSummary(
-        incident_id=execution.id,
+        incident_id=attrs.get(INCIDENT_ATTR) or execution.id,
+        group_id=execution.id,
         run_id=execution.run_id,
         title=memo.get("title"),
         group_key=memo.get("group_key"),
@@ -41,7 +67,7 @@ async def list_incidents(
     limit: int = 100,
 ) -> list[IncidentSummary]:
     """Newest first. `service` must match SERVICE_PATTERN (no quotes), so it cannot break out of the query."""
-    clauses = ["WorkflowType = 'IncidentWorkflow'"]
+    clauses = [INCIDENT_RUNS]
     if status is not None:
         clauses.append(f"{STATUS_ATTR.name} = '{status.value}'")
     if severity is not None:

@@ -100,7 +100,11 @@ class AlertRecord(BaseModel):
     annotations: dict[str, str] = Field(default_factory=dict)
     severity: Severity
     summary: str
-    count: int = 1
+    count: int = Field(default=1, description="Firing episodes: a new one starts when a resolved alert fires again.")
+    repeats: int = Field(
+        default=0,
+        description="Notifications that changed nothing: still firing, re-sent, or older than what is known.",
+    )
     first_seen: datetime
     last_seen: datetime
     starts_at: datetime
@@ -124,6 +128,8 @@ class TimelineKind(StrEnum):
     CLOSED = "closed"
     STAGE_PENDING = "stage_pending"
     DIAGNOSED = "diagnosed"
+    REFUSED = "refused"
+    ALERTS_OVERFLOWED = "alerts_overflowed"
 
 
 class TimelineEvent(BaseModel):
@@ -210,14 +216,25 @@ class IncidentState(BaseModel):
     diagnosis: RootCauseAnalysis | None = Field(
         default=None, description="The RCA: the LLM's when it answered usefully, else the deterministic one."
     )
+    alert_bytes: int = Field(default=0, description="Estimated size of the alerts kept, for the overflow rule.")
+    diagnosis_pending: bool = Field(default=False, description="A diagnosis is running (or handed to the next run).")
+    overflow_alerts: int = Field(
+        default=0, description="Notifications of new fingerprints past the per-incident cap: counted, not kept."
+    )
     next_seq: int = 1
     generation: str = Field(
-        default="", description="first_execution_run_id of this incident: keeps event ids unique if reopened."
+        default="", description="Id of the run that opened this incident: keeps its store event ids apart from others'."
     )
 
     @property
     def alert_receipts(self) -> int:
-        return sum(record.count for record in self.alerts.values())
+        """Every notification taken in (not the re-sent deliveries dropped by id)."""
+        return sum(record.count + record.repeats for record in self.alerts.values()) + self.overflow_alerts
+
+    @property
+    def alert_occurrences(self) -> int:
+        """Firing episodes over all fingerprints: what the incident counts as alerts."""
+        return sum(record.count for record in self.alerts.values()) + self.overflow_alerts
 
     @property
     def firing_count(self) -> int:
@@ -225,11 +242,14 @@ class IncidentState(BaseModel):
 
 
 class IncidentInput(BaseModel):
-    incident_id: str
+    incident_id: str = Field(description="The group's id (the workflow id); each run names its own occurrence.")
     group_key: str
     group_labels: dict[str, str]
     policy: IncidentPolicy = Field(default_factory=IncidentPolicy)
     carried: IncidentState | None = None
+    opening: list[AlertBatch] = Field(
+        default_factory=list, description="Alerts that arrived while the group's previous incident was closing."
+    )
 
 
 class IncidentRow(BaseModel):
@@ -291,6 +311,7 @@ class IncidentSummary(BaseModel):
     """One row of GET /api/v1/incidents, read from Temporal visibility (no worker needed)."""
 
     incident_id: str
+    group_id: str | None = Field(default=None, description="The alert group's id; its incidents share it.")
     run_id: str | None
     title: str | None
     group_key: str | None

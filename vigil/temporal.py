@@ -13,11 +13,14 @@ STATUS_ATTR = SearchAttributeKey.for_keyword("VigilStatus")
 SEVERITY_ATTR = SearchAttributeKey.for_keyword("VigilSeverity")
 SERVICE_ATTR = SearchAttributeKey.for_keyword("VigilService")
 CATEGORY_ATTR = SearchAttributeKey.for_keyword("VigilCategory")
+INCIDENT_ATTR = SearchAttributeKey.for_keyword("VigilIncidentId")
+"""The occurrence's incident id; the workflow id names the alert group, whose incidents share it."""
 SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (
     STATUS_ATTR,
     SEVERITY_ATTR,
     SERVICE_ATTR,
     CATEGORY_ATTR,
+    INCIDENT_ATTR,
 )
 
 

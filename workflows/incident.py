@@ -11,16 +11,20 @@ is configured; a closed incident with a diagnosis is indexed into the knowledge 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
+    from vigil.alerts import alert_size
     from vigil.knowledge.models import ResolvedIncident
     from vigil.models import (
+        Alert,
         AlertBatch,
         AlertRecord,
         AlertStatus,
@@ -43,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from vigil.rca.models import RootCauseAnalysis
     from vigil.settings import ML_TASK_QUEUE
-    from vigil.temporal import CATEGORY_ATTR, SERVICE_ATTR, SEVERITY_ATTR, STATUS_ATTR
+    from vigil.temporal import CATEGORY_ATTR, INCIDENT_ATTR, SERVICE_ATTR, SEVERITY_ATTR, STATUS_ATTR
 
 RECENT_TIMELINE = 200
 """Timeline events kept in workflow state; the store keeps them all."""
@@ -53,8 +57,25 @@ PERSIST_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_inter
 FINAL_STATUSES = (IncidentStatus.RESOLVED, IncidentStatus.CLOSED)
 DIAGNOSIS_PATCH = "diagnosis-v1"
 INDEX_ON_CLOSE_PATCH = "index-resolved-incident-v1"
+OCCURRENCE_PATCH = "incident-occurrence-v1"
+"""Each run chain (one occurrence of the group's incident) has its own incident id."""
+ALERT_ORDER_PATCH = "alert-order-v1"
+"""Alerts ordered by their own timestamps; repeats and re-sent deliveries are not new occurrences."""
+RESUMABLE_DIAGNOSIS_PATCH = "resumable-diagnosis-v1"
+"""A continue-as-new hands a running diagnosis over to the new run instead of waiting for it."""
 MAX_DIAGNOSIS_ALERTS = 200
-DIAGNOSE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=3)
+MAX_FINGERPRINTS = 1000
+MAX_ALERT_STATE_BYTES = 1_000_000
+"""With MAX_FINGERPRINTS, keeps the state (a query result and the continue-as-new input) far below Temporal's
+2 MB payload limit: past either, notifications of new fingerprints are counted, not kept."""
+DIAGNOSE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(seconds=60),
+    non_retryable_error_types=["AnalysisFailed"],
+)
+"""Store or Prometheus down: retried until DIAGNOSE_DEADLINE or the incident closes; a failing analysis is not."""
+DIAGNOSE_DEADLINE = timedelta(hours=24)
+INDEX_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=3)
 LLM_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_attempts=3, non_retryable_error_types=["LLMRejected"]
 )
@@ -70,36 +91,44 @@ class IncidentWorkflow:
         else:
             now = workflow.now()
             self._state = IncidentState(
-                incident_id=data.incident_id,
+                incident_id=occurrence_id(data.incident_id, workflow.info().run_id)
+                if workflow.patched(OCCURRENCE_PATCH)
+                else data.incident_id,
                 group_key=data.group_key,
                 group_labels=data.group_labels,
                 title=data.group_labels.get("alertname", data.group_key),
                 service=data.group_labels.get("service"),
                 opened_at=now,
                 updated_at=now,
-                generation=workflow.info().first_execution_run_id,
+                generation=workflow.info().run_id,
             )
         self._unsaved_alerts: set[str] = set()
         self._unsaved_events: list[TimelineEvent] = []
         self._row_dirty = True
         self._stop_persisting = False
         self._diagnosis: asyncio.Task[None] | None = None
+        self._after_close: list[AlertBatch] = []
         if data.carried is None:  # here, not in run: a signal-with-start's signal is handled before run starts
             self._record(TimelineKind.OPENED, f"Incident opened for {self._state.group_key}")
+            for batch in data.opening:
+                self.on_alerts(batch)
 
     # ---- main flow -------------------------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, data: IncidentInput) -> IncidentState:
         persister = asyncio.create_task(self._persist_continuously())
+        if data.opening:  # continued from the group's previous incident: nothing of its diagnosis applies here
+            workflow.upsert_search_attributes([CATEGORY_ATTR.value_unset()])
         if data.carried is None:
             await self._debounce()
             await self._triage()
+        elif self._state.diagnosis_pending:
+            self._diagnosis = asyncio.create_task(self._diagnose())  # handed over by the previous run
         self._publish()
         while self._state.status is not IncidentStatus.CLOSED:
             if self._continue_as_new_due():
-                if self._diagnosis is not None:
-                    await self._diagnosis  # its activities are bounded; a new run would not know of it
+                await self._hand_over_diagnosis()
                 await self._drain(persister)
                 workflow.continue_as_new(
                     IncidentInput(
@@ -120,6 +149,17 @@ class IncidentWorkflow:
             else:
                 await self._await_recovery()
         await self._drain(persister)
+        if self._after_close:
+            # alerts that came while this incident was closing open the group's next incident, in a new run chain
+            workflow.continue_as_new(
+                IncidentInput(
+                    incident_id=workflow.info().workflow_id,
+                    group_key=self._state.group_key,
+                    group_labels=self._state.group_labels,
+                    policy=self._policy,
+                    opening=self._after_close,
+                )
+            )
         return self._state
 
     async def _debounce(self) -> None:
@@ -145,9 +185,30 @@ class IncidentWorkflow:
         if self._state.status is IncidentStatus.TRIAGING:
             self._set_status(IncidentStatus.MONITORING)
 
+    async def _hand_over_diagnosis(self) -> None:
+        """Before a continue-as-new: the new run takes over a running diagnosis (it may be retrying while the
+        store is down, for hours), where older runs waited for it."""
+        diagnosis = self._diagnosis
+        if diagnosis is None or diagnosis.done():
+            return
+        if not workflow.patched(RESUMABLE_DIAGNOSIS_PATCH):
+            await diagnosis
+            return
+        diagnosis.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ActivityError):  # the cancelled activity, nothing else
+            await diagnosis
+        self._state.diagnosis_pending = True
+
     async def _diagnose(self) -> None:
         """The deterministic RCA, then the LLM's when configured. A failure is recorded, never fatal: the
         incident goes on to monitoring with whatever diagnosis it has."""
+        self._state.diagnosis_pending = True
+        try:
+            await self._diagnose_once()
+        finally:
+            self._state.diagnosis_pending = False
+
+    async def _diagnose_once(self) -> None:
         data = DiagnoseInput(
             incident_id=self._state.incident_id,
             title=self._state.title,
@@ -161,11 +222,14 @@ class IncidentWorkflow:
                 result_type=Diagnosis,
                 task_queue=ML_TASK_QUEUE,
                 start_to_close_timeout=timedelta(minutes=10),
+                schedule_to_close_timeout=DIAGNOSE_DEADLINE,
                 heartbeat_timeout=timedelta(seconds=60),
                 retry_policy=DIAGNOSE_RETRY,
                 summary="analyse logs and deploys, retrieve runbooks, deterministic RCA",
             )
         except ActivityError as exc:
+            if is_cancelled_exception(exc):
+                raise
             self._record(TimelineKind.STATUS, f"Diagnosis failed: {_cause(exc)}")
             return
         self._apply_diagnosis(result.rca, f"{result.log_lines} log lines analysed")
@@ -183,6 +247,8 @@ class IncidentWorkflow:
                 summary="LLM root-cause analysis over the numbered evidence",
             )
         except ActivityError as exc:
+            if is_cancelled_exception(exc):
+                raise
             self._record(TimelineKind.STATUS, f"LLM RCA failed; the deterministic diagnosis stands: {_cause(exc)}")
             return
         self._apply_diagnosis(rca, "")
@@ -293,7 +359,7 @@ class IncidentWorkflow:
                 incident,
                 task_queue=ML_TASK_QUEUE,
                 start_to_close_timeout=timedelta(minutes=2),
-                retry_policy=DIAGNOSE_RETRY,
+                retry_policy=INDEX_RETRY,
                 summary="index the resolved incident into the knowledge base",
             )
         except ActivityError as exc:
@@ -303,8 +369,16 @@ class IncidentWorkflow:
 
     @workflow.signal(name="alerts")
     def on_alerts(self, batch: AlertBatch) -> None:
-        """Alerts of this group from one delivery. Repeats are counted per fingerprint, never duplicated."""
+        """Alerts of this group from one delivery. A re-sent delivery only says its alerts are still there; a
+        notification is placed by the alert's own timestamps, not by when it arrived, so a late, older one
+        changes no status; repeats are counted apart from firing episodes."""
+        ordered = workflow.patched(ALERT_ORDER_PATCH)
+        if ordered and self._state.status is IncidentStatus.CLOSED:
+            self._after_close.append(batch)  # never absorbed by a closed incident: they open the next one
+            return
         if batch.delivery_id in self._state.seen_deliveries:
+            if ordered:
+                self._still_there(batch.alerts)
             return
         self._state.seen_deliveries = [
             *self._state.seen_deliveries[-(RECENT_DELIVERIES - 1) :],
@@ -314,46 +388,108 @@ class IncidentWorkflow:
         for alert in batch.alerts:
             record = self._state.alerts.get(alert.fingerprint)
             if record is None:
-                record = AlertRecord(
-                    fingerprint=alert.fingerprint,
-                    status=alert.status,
-                    labels=alert.labels,
-                    annotations=alert.annotations,
-                    severity=alert.severity,
-                    summary=alert.summary,
-                    first_seen=alert.received_at,
-                    last_seen=alert.received_at,
-                    starts_at=alert.starts_at,
-                    ends_at=alert.ends_at,
-                    source=alert.source,
-                    generator_url=alert.generator_url,
-                )
-                self._state.alerts[alert.fingerprint] = record
+                if ordered and not self._room_for(alert):
+                    continue
+                record = self._add_alert(alert)
                 started_firing |= alert.status is AlertStatus.FIRING
-                self._record(
-                    TimelineKind.ALERT_NEW,
-                    f"{alert.status.value}: {alert.summary}",
-                    data={"fingerprint": alert.fingerprint, "severity": alert.severity.value},
-                )
-                if len(self._state.alerts) == 1:
-                    self._state.title = alert.summary
-                    self._state.service = alert.service or self._state.service
+            elif ordered:
+                started_firing |= self._apply_in_order(record, alert)
             else:
-                started_firing |= record.status is AlertStatus.RESOLVED and alert.status is AlertStatus.FIRING
-                self._track_status_change(record, alert.status, alert.summary)
-                record.count += 1
-                record.last_seen = max(record.last_seen, alert.received_at)
-                record.status = alert.status
-                record.ends_at = alert.ends_at
-                record.annotations = alert.annotations
+                started_firing |= self._apply_by_arrival(record, alert)
             self._unsaved_alerts.add(alert.fingerprint)
-            if alert.severity.rank < self._state.severity.rank and alert.status is AlertStatus.FIRING:
+            if alert.severity.rank < self._state.severity.rank and record.status is AlertStatus.FIRING:
                 self._state.severity = alert.severity
         if self._state.status is IncidentStatus.RESOLVED and started_firing:
             self._record(TimelineKind.REOPENED, "A resolved alert fired again: incident re-opened")
             self._state.resolved_at = None
             self._set_status(IncidentStatus.MONITORING)
         self._touch()
+
+    def _add_alert(self, alert: Alert) -> AlertRecord:
+        record = AlertRecord(
+            fingerprint=alert.fingerprint,
+            status=alert.status,
+            labels=alert.labels,
+            annotations=alert.annotations,
+            severity=alert.severity,
+            summary=alert.summary,
+            first_seen=alert.received_at,
+            last_seen=alert.received_at,
+            starts_at=alert.starts_at,
+            ends_at=_ended_at(alert),
+            source=alert.source,
+            generator_url=alert.generator_url,
+        )
+        self._state.alerts[alert.fingerprint] = record
+        self._state.alert_bytes += alert_size(alert)
+        self._record(
+            TimelineKind.ALERT_NEW,
+            f"{alert.status.value}: {alert.summary}",
+            data={"fingerprint": alert.fingerprint, "severity": alert.severity.value},
+        )
+        if len(self._state.alerts) == 1:
+            self._state.title = alert.summary
+            self._state.service = alert.service or self._state.service
+        return record
+
+    def _room_for(self, alert: Alert) -> bool:
+        """The overflow rule: past MAX_FINGERPRINTS or MAX_ALERT_STATE_BYTES, a new fingerprint is counted in
+        `overflow_alerts` (and said once in the timeline), never kept, so the state stays within Temporal's limits."""
+        if (
+            len(self._state.alerts) < MAX_FINGERPRINTS
+            and self._state.alert_bytes + alert_size(alert) <= MAX_ALERT_STATE_BYTES
+        ):
+            return True
+        self._state.overflow_alerts += 1
+        if self._state.overflow_alerts == 1:
+            self._record(
+                TimelineKind.ALERTS_OVERFLOWED,
+                f"More than {len(self._state.alerts)} distinct alerts: further new ones are counted, not kept",
+                data={"fingerprints": len(self._state.alerts), "bytes": self._state.alert_bytes},
+            )
+        return False
+
+    def _apply_in_order(self, record: AlertRecord, alert: Alert) -> bool:
+        """Apply one notification of a known alert by its own timestamps; True when a resolved alert fired again.
+
+        Firing while firing is a repeat (Alertmanager's re-notification, a sender's retry). A firing that started
+        no later than the known resolution, or a resolution of an episode older than the known one, arrived out
+        of order: counted as a repeat, it changes nothing."""
+        record.last_seen = max(record.last_seen, alert.received_at)
+        if alert.status is AlertStatus.FIRING:
+            resolved_at = record.ends_at or record.starts_at
+            if record.status is AlertStatus.RESOLVED and alert.starts_at > resolved_at:
+                self._track_status_change(record, alert.status, alert.summary)
+                record.status, record.starts_at, record.ends_at = AlertStatus.FIRING, alert.starts_at, None
+                record.count += 1
+                record.annotations = alert.annotations
+                return True
+        elif record.status is AlertStatus.FIRING and alert.starts_at >= record.starts_at:
+            self._track_status_change(record, alert.status, alert.summary)
+            record.status, record.ends_at = AlertStatus.RESOLVED, _ended_at(alert)
+            record.annotations = alert.annotations
+            return False
+        record.repeats += 1
+        return False
+
+    def _apply_by_arrival(self, record: AlertRecord, alert: Alert) -> bool:
+        """How runs started before ALERT_ORDER_PATCH applied a notification (kept so their histories replay)."""
+        started_firing = record.status is AlertStatus.RESOLVED and alert.status is AlertStatus.FIRING
+        self._track_status_change(record, alert.status, alert.summary)
+        record.count += 1
+        record.last_seen = max(record.last_seen, alert.received_at)
+        record.status = alert.status
+        record.ends_at = alert.ends_at
+        record.annotations = alert.annotations
+        return started_firing
+
+    def _still_there(self, alerts: list[Alert]) -> None:
+        """A delivery seen before (a retry or a re-notification): known alerts were seen again, nothing more."""
+        for alert in alerts:
+            record = self._state.alerts.get(alert.fingerprint)
+            if record is not None and alert.received_at > record.last_seen:
+                record.last_seen = alert.received_at
+                self._unsaved_alerts.add(alert.fingerprint)
 
     def _track_status_change(self, record: AlertRecord, status: AlertStatus, summary: str) -> None:
         if record.status is status:
@@ -363,6 +499,15 @@ class IncidentWorkflow:
 
     @workflow.update(name="propose_remediation")
     def propose_remediation(self, proposal: RemediationProposal) -> PendingApproval:
+        if self._state.status in FINAL_STATUSES:
+            self._refuse(
+                "propose", proposal.proposed_by, f"incident is {self._state.status.value}: nothing to remediate"
+            )
+        if self._state.pending_approval is not None:
+            action = self._state.pending_approval.proposal.action
+            self._refuse(
+                "propose", proposal.proposed_by, f"'{action}' already awaits approval: approve or reject it first"
+            )
         pending = PendingApproval(proposal=proposal, requested_at=workflow.now())
         self._state.pending_approval = pending
         self._record(
@@ -374,19 +519,13 @@ class IncidentWorkflow:
         self._set_status(IncidentStatus.AWAITING_APPROVAL)
         return pending
 
-    @propose_remediation.validator
-    def _validate_proposal(self, proposal: RemediationProposal) -> None:
-        if self._state.status in FINAL_STATUSES:
-            raise ValueError(f"incident is {self._state.status.value}: nothing to remediate")
-        if self._state.pending_approval is not None:
-            action = self._state.pending_approval.proposal.action
-            raise ValueError(f"'{action}' already awaits approval: approve or reject it first")
-
     @workflow.update(name="approval")
     def approval(self, request: ApprovalRequest) -> ApprovalOutcome:
         pending = self._state.pending_approval
-        if pending is None:  # the validator has refused this already; keeps the type checker honest
-            raise ApplicationError("nothing awaits approval", non_retryable=True)
+        if self._state.status is not IncidentStatus.AWAITING_APPROVAL or pending is None:
+            self._refuse(
+                request.decision.value, request.by, f"nothing awaits approval: incident is {self._state.status.value}"
+            )
         approved = request.decision is Decision.APPROVE
         self._state.pending_approval = None
         self._record(
@@ -408,20 +547,20 @@ class IncidentWorkflow:
         self._state.decisions.append(outcome)
         return outcome
 
-    @approval.validator
-    def _validate_approval(self, request: ApprovalRequest) -> None:
-        if self._state.status is not IncidentStatus.AWAITING_APPROVAL or self._state.pending_approval is None:
-            raise ValueError(f"nothing awaits approval: incident is {self._state.status.value}")
-
     @workflow.update(name="resolve")
     def resolve(self, request: ResolveRequest) -> IncidentState:
+        if self._state.status in FINAL_STATUSES:
+            self._refuse("resolve", request.by, f"incident is already {self._state.status.value}")
         self._resolve(request.by, request.reason or "resolved by hand")
         return self._state
 
-    @resolve.validator
-    def _validate_resolve(self, request: ResolveRequest) -> None:
-        if self._state.status in FINAL_STATUSES:
-            raise ValueError(f"incident is already {self._state.status.value}")
+    def _refuse(self, attempt: str, actor: str, why: str) -> NoReturn:
+        """Refuse an update and keep the attempt in the timeline (who tried what, and why it was refused): the
+        checks run in the handler, not a validator, because a validator's rejection leaves no trace."""
+        self._record(
+            TimelineKind.REFUSED, f"{actor} tried to {attempt}: refused, {why}", actor=actor, data={"attempt": attempt}
+        )
+        raise ApplicationError(why, type="Refused", non_retryable=True)
 
     @workflow.query(name="state")
     def state(self) -> IncidentState:
@@ -473,13 +612,14 @@ class IncidentWorkflow:
 
     def _publish(self) -> None:
         """Search attributes and memo for lists (no worker needed), current details for the Web UI."""
-        workflow.upsert_search_attributes(
-            [
-                STATUS_ATTR.value_set(self._state.status.value),
-                SEVERITY_ATTR.value_set(self._state.severity.value),
-                SERVICE_ATTR.value_set(self._state.service or ""),
-            ]
-        )
+        attributes = [
+            STATUS_ATTR.value_set(self._state.status.value),
+            SEVERITY_ATTR.value_set(self._state.severity.value),
+            SERVICE_ATTR.value_set(self._state.service or ""),
+        ]
+        if self._state.incident_id != workflow.info().workflow_id:  # runs started before OCCURRENCE_PATCH
+            attributes.append(INCIDENT_ATTR.value_set(self._state.incident_id))
+        workflow.upsert_search_attributes(attributes)
         workflow.upsert_memo({"title": self._state.title, "group_key": self._state.group_key})
         self._set_details()
 
@@ -540,13 +680,16 @@ class IncidentWorkflow:
         data = PersistIncidentInput(
             incident=self._row(), alerts=alerts, events=events, generation=self._state.generation
         )
-        await workflow.execute_activity(
-            "persist_incident",
-            data,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=PERSIST_RETRY,
-            summary=f"store: {self._state.status.value}, {len(alerts)} alert(s), {len(events)} event(s)",
-        )
+        try:
+            await workflow.execute_activity(
+                "persist_incident",
+                data,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=PERSIST_RETRY,
+                summary=f"store: {self._state.status.value}, {len(alerts)} alert(s), {len(events)} event(s)",
+            )
+        except ActivityError as exc:  # refused data (never an outage: that is retried); the workflow goes on
+            self._record(TimelineKind.STATUS, f"The store refused a write: {_cause(exc)}")
 
     def _row(self) -> IncidentRow:
         state = self._state
@@ -562,7 +705,7 @@ class IncidentWorkflow:
             updated_at=state.updated_at,
             resolved_at=state.resolved_at,
             closed_at=state.closed_at,
-            alert_count=state.alert_receipts,
+            alert_count=state.alert_occurrences,
             fingerprint_count=len(state.alerts),
         )
 
@@ -580,3 +723,16 @@ def _cause(exc: ActivityError) -> str:
     while cause is not None and cause.__cause__ is not None and not isinstance(cause, ApplicationError):
         cause = cause.__cause__
     return str(cause or exc)[:500]
+
+
+def occurrence_id(group_id: str, opening_run_id: str) -> str:
+    """The incident id of one occurrence of a group's incident: the group's workflow id plus a tag of the run
+    that opened it, so an incident that closed keeps its id, record and timeline when the group fires again."""
+    return f"{group_id}-{opening_run_id.replace('-', '')[:8]}"
+
+
+def _ended_at(alert: Alert) -> datetime | None:
+    """When a resolved alert ended: its own endsAt, else when the resolution arrived."""
+    if alert.status is AlertStatus.RESOLVED:
+        return alert.ends_at or alert.received_at
+    return alert.ends_at

@@ -13,6 +13,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import ClientDep, StoreDep, require_token
 from api.metrics import API_ERRORS
 from vigil import incident_list
+from vigil.incident_list import IncidentLocation
 from vigil.models import (
     ApprovalOutcome,
     ApprovalRequest,
@@ -25,12 +26,14 @@ from vigil.models import (
     ResolveRequest,
     Severity,
 )
+from vigil.store.database import STORE_UNAVAILABLE, store_unavailable
 
 _QUERY_TIMEOUT = timedelta(seconds=5)
 M = TypeVar("M", bound=BaseModel)
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"], dependencies=[Depends(require_token)])
 
-IncidentId = Annotated[str, Path(pattern=r"^incident-[a-z0-9-]{1,120}$", description="Incident id.")]
+IncidentId = Annotated[str, Path(pattern=incident_list.INCIDENT_ID_PATTERN, description="Incident id.")]
+RETRY_AFTER = {"Retry-After": "5"}
 ServiceFilter = Annotated[str | None, Query(pattern=incident_list.SERVICE_PATTERN)]
 
 
@@ -47,9 +50,9 @@ async def list_incidents(
     )
 
 
-async def _live_state(client: ClientDep, incident_id: str) -> IncidentState | None:
+async def _live_state(client: Client, workflow_id: str, run_id: str | None = None) -> IncidentState | None:
     try:
-        state: IncidentState = await client.get_workflow_handle(incident_id).query(
+        state: IncidentState = await client.get_workflow_handle(workflow_id, run_id=run_id).query(
             "state", result_type=IncidentState, rpc_timeout=_QUERY_TIMEOUT
         )
     except RPCError:
@@ -57,21 +60,51 @@ async def _live_state(client: ClientDep, incident_id: str) -> IncidentState | No
     return state
 
 
-@router.get("/{incident_id}", response_model=IncidentDetail, summary="Live state and full timeline")
+async def _locate(client: Client, incident_id: str) -> IncidentLocation:
+    try:
+        location = await incident_list.locate(client, incident_id)
+    except RPCError as exc:
+        API_ERRORS.labels("locate", "503").inc()
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"Temporal: {exc.message}", headers=RETRY_AFTER
+        ) from exc
+    return location or IncidentLocation(incident_id=incident_id, workflow_id=incident_id, run_id=None)
+
+
+@router.get(
+    "/{incident_id}",
+    response_model=IncidentDetail,
+    responses={503: {"description": "Neither the workflow nor the store can be read now; retry later."}},
+    summary="Live state and full timeline (an occurrence id, or a group id for the group's latest incident)",
+)
 async def get_incident(incident_id: IncidentId, client: ClientDep, store: StoreDep) -> IncidentDetail:
-    state = await _live_state(client, incident_id)
-    record = await store.get_incident(incident_id)
+    location = await _locate(client, incident_id)
+    state = await _live_state(client, location.workflow_id, location.run_id)
+    occurrence = state.incident_id if state is not None else location.incident_id
+    try:
+        record = await store.get_incident(occurrence)
+        timeline = await store.timeline(occurrence)
+        stored_diagnosis = await store.diagnosis(occurrence)
+    except STORE_UNAVAILABLE as exc:
+        if not store_unavailable(exc):
+            raise
+        if state is None:
+            API_ERRORS.labels("get_incident", "503").inc()
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"the store is unreachable and no worker answered for {incident_id}: {exc!r}"[:300],
+                headers=RETRY_AFTER,
+            ) from exc
+        API_ERRORS.labels("get_incident", "store_unavailable").inc()
+        record, timeline, stored_diagnosis = None, [], None
     if state is None and record is None:
         API_ERRORS.labels("get_incident", "404").inc()
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no incident {incident_id}")
-    timeline = await store.timeline(incident_id)
     if not timeline and state is not None:
         timeline = state.timeline
-    diagnosis = state.diagnosis if state is not None and state.diagnosis is not None else None
-    if diagnosis is None:
-        diagnosis = await store.diagnosis(incident_id)
+    diagnosis = state.diagnosis if state is not None and state.diagnosis is not None else stored_diagnosis
     return IncidentDetail(
-        incident_id=incident_id,
+        incident_id=occurrence,
         live=state is not None,
         state=state,
         record=record,
@@ -81,9 +114,16 @@ async def get_incident(incident_id: IncidentId, client: ClientDep, store: StoreD
 
 
 async def _update(client: Client, incident_id: str, update: str, arg: BaseModel, result_type: type[M]) -> M:
-    """Run a workflow update; a validator's refusal becomes 409, an unknown incident 404, Temporal down 503."""
+    """Run a workflow update on the incident's own run chain, never on a later incident of its group; a refusal
+    by the workflow becomes 409, an unknown incident 404, Temporal down 503."""
+    location = await _locate(client, incident_id)
+    live = await _live_state(client, location.workflow_id)
+    if live is not None and incident_id not in (live.incident_id, location.workflow_id):
+        API_ERRORS.labels(update, "409").inc()
+        raise HTTPException(status.HTTP_409_CONFLICT, f"incident {incident_id} is closed")
     try:
-        result: M = await client.get_workflow_handle(incident_id).execute_update(update, arg, result_type=result_type)
+        handle = client.get_workflow_handle(location.workflow_id)
+        result: M = await handle.execute_update(update, arg, result_type=result_type)
     except WorkflowUpdateFailedError as exc:
         API_ERRORS.labels(update, "409").inc()
         cause = exc.cause
@@ -96,7 +136,9 @@ async def _update(client: Client, incident_id: str, update: str, arg: BaseModel,
             API_ERRORS.labels(update, "409").inc()
             raise HTTPException(status.HTTP_409_CONFLICT, f"incident {incident_id} is closed") from exc
         API_ERRORS.labels(update, "503").inc()
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"Temporal: {exc.message}") from exc
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"Temporal: {exc.message}", headers=RETRY_AFTER
+        ) from exc
     return result
 
 

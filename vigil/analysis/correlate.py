@@ -68,7 +68,8 @@ def rank_deploys(deploys: Sequence[Deploy], onset: datetime | None, services: Se
     """Deploys with a score in [0, 1], highest first."""
     out: list[DeployCorrelation] = []
     wanted = set(services)
-    for deploy in deploys:
+    ids = deploy_evidence_ids(deploys)
+    for deploy, evidence_id in zip(deploys, ids, strict=True):
         at = as_utc(deploy.ts)
         minutes: float | None = None
         if onset is None:
@@ -84,7 +85,7 @@ def rank_deploys(deploys: Sequence[Deploy], onset: datetime | None, services: Se
         service_factor = 1.0 if same else (0.5 if not wanted else 0.35)
         out.append(
             DeployCorrelation(
-                id=f"deploy:{deploy.ref}",
+                id=evidence_id,
                 service=deploy.service,
                 version=deploy.version,
                 commit=deploy.commit,
@@ -98,3 +99,19 @@ def rank_deploys(deploys: Sequence[Deploy], onset: datetime | None, services: Se
         )
     out.sort(key=lambda d: (-d.score, d.ts))
     return out
+
+
+def deploy_evidence_ids(deploys: Sequence[Deploy]) -> list[str]:
+    """`deploy:<commit or version>`, qualified by the service (and then a counter) where two deploys would share
+    it: a citation must name one deploy (two services shipping "1.4.2" are two suspects)."""
+    plain = [f"deploy:{deploy.ref}" for deploy in deploys]
+    ids: list[str] = []
+    for deploy, evidence_id in zip(deploys, plain, strict=True):
+        if plain.count(evidence_id) > 1:
+            evidence_id = f"{evidence_id}@{deploy.service}"
+        unique, n = evidence_id, 1
+        while unique in ids:
+            n += 1
+            unique = f"{evidence_id}#{n}"
+        ids.append(unique)
+    return ids

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from vigil.analysis.fingerprints import (
     TemplateOf,
@@ -50,6 +50,7 @@ class DeployMarker(BaseModel):
     ts: datetime
     service: str
     version: str
+    evidence_id: str = Field(default="", description="The deploy's evidence id; `deploy:<version>` when unset.")
 
 
 @dataclass(frozen=True)

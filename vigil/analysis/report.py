@@ -24,7 +24,14 @@ from vigil.analysis import metric_anomalies as metric_module
 from vigil.analysis.anomalies import LogAnomaly, window_anomalies
 from vigil.analysis.bundle import Bundle, Deploy
 from vigil.analysis.classify import Classifier, Features, classify
-from vigil.analysis.correlate import SUSPECT_SCORE, DeployCorrelation, affected_services, onset_of, rank_deploys
+from vigil.analysis.correlate import (
+    SUSPECT_SCORE,
+    DeployCorrelation,
+    affected_services,
+    deploy_evidence_ids,
+    onset_of,
+    rank_deploys,
+)
 from vigil.analysis.detectors import SEVERITY_ORDER, DeployMarker, detect
 from vigil.analysis.fingerprints import as_utc, default_template_of, fingerprint_errors, is_error, truncate
 from vigil.analysis.models import Category, ErrorFingerprint, Finding, Level, LogEvent
@@ -683,7 +690,10 @@ def analyze(bundle: Bundle, *, classifier: Classifier | None = None, progress: P
     evidence = _evidence(x)
     category = prediction.category
     code_related = _code_related(x, category)
-    markers = [DeployMarker(ts=d.ts, service=d.service, version=d.ref) for d in bundle.deploys]
+    markers = [
+        DeployMarker(ts=d.ts, service=d.service, version=d.ref, evidence_id=evidence_id)
+        for d, evidence_id in zip(bundle.deploys, deploy_evidence_ids(bundle.deploys), strict=True)
+    ]
     return AnalysisReport(
         category=category,
         confidence=round(prediction.confidence, 4),

@@ -41,7 +41,12 @@ def timeline(
     for deploy in deploys:
         text = truncate(f"deploy of {deploy.service} {deploy.version}")
         entries.append(
-            TimelineEntry(ts=as_utc(deploy.ts), kind="deploy", evidence_id=f"deploy:{deploy.version}", text=text)
+            TimelineEntry(
+                ts=as_utc(deploy.ts),
+                kind="deploy",
+                evidence_id=deploy.evidence_id or f"deploy:{deploy.version}",
+                text=text,
+            )
         )
     for fp in fingerprints:
         if fp.first_seen is not None:

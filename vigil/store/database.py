@@ -85,14 +85,17 @@ WHERE incidents.updated_at <= EXCLUDED.updated_at
 
 _UPSERT_ALERT = """
 INSERT INTO incident_alerts (incident_id, fingerprint, generation, source, status, severity, summary, labels,
-                             annotations, count, first_seen, last_seen, starts_at, ends_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                             annotations, count, repeats, first_seen, last_seen, starts_at, ends_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 ON CONFLICT (incident_id, fingerprint) DO UPDATE SET
     generation = EXCLUDED.generation, source = EXCLUDED.source, status = EXCLUDED.status,
     severity = EXCLUDED.severity, summary = EXCLUDED.summary, labels = EXCLUDED.labels,
-    annotations = EXCLUDED.annotations, count = EXCLUDED.count, first_seen = EXCLUDED.first_seen,
-    last_seen = EXCLUDED.last_seen, starts_at = EXCLUDED.starts_at, ends_at = EXCLUDED.ends_at
-WHERE incident_alerts.generation <> EXCLUDED.generation OR incident_alerts.count <= EXCLUDED.count
+    annotations = EXCLUDED.annotations, count = EXCLUDED.count, repeats = EXCLUDED.repeats,
+    first_seen = EXCLUDED.first_seen, last_seen = EXCLUDED.last_seen, starts_at = EXCLUDED.starts_at,
+    ends_at = EXCLUDED.ends_at
+WHERE incident_alerts.generation <> EXCLUDED.generation
+   OR (incident_alerts.count, incident_alerts.repeats, incident_alerts.last_seen)
+      <= (EXCLUDED.count, EXCLUDED.repeats, EXCLUDED.last_seen)
 """
 
 _INSERT_EVENT = """
@@ -149,6 +152,24 @@ WHERE service = $1 AND version = $2 AND COALESCE(commit, '') = COALESCE($3, '') 
 """
 
 
+STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    OSError,  # refused, reset, unreachable; TimeoutError (connecting, acquiring) is one too
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08: the connection broke or does not exist
+    asyncpg.OperatorInterventionError,  # class 57: shutting down, starting up, admin or crash shutdown
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,  # client side: the pool is closing or closed, the connection was lost (see below)
+)
+"""What PostgreSQL being down or restarting looks like to a caller of the store: retry later (503), not a bug."""
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """True for the outages of `STORE_UNAVAILABLE`. The subclasses of asyncpg's InterfaceError are not outages
+    (a query argument it cannot encode, a client misconfiguration): those stay bugs, answered 500."""
+    if isinstance(exc, asyncpg.InterfaceError):
+        return type(exc) is asyncpg.InterfaceError
+    return isinstance(exc, STORE_UNAVAILABLE)
+
+
 class Store:
     """asyncpg pool plus the queries of the durable record. Writes are idempotent upserts."""
 
@@ -157,7 +178,9 @@ class Store:
 
     @classmethod
     async def open(cls, url: str, *, max_size: int = 10) -> Self:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=max_size, init=_init_connection)
+        """Connects lazily (no connection at open): a process started while PostgreSQL is down comes up, and its
+        store calls fail with STORE_UNAVAILABLE until PostgreSQL is back."""
+        pool = await asyncpg.create_pool(url, min_size=0, max_size=max_size, init=_init_connection)
         return cls(pool)
 
     async def close(self) -> None:
@@ -209,6 +232,7 @@ class Store:
                             a.labels,
                             a.annotations,
                             a.count,
+                            a.repeats,
                             a.first_seen,
                             a.last_seen,
                             a.starts_at,
@@ -251,7 +275,7 @@ class Store:
 
     async def alerts(self, incident_id: str) -> list[AlertRecord]:
         records = await self._pool.fetch(
-            "SELECT fingerprint, source, status, severity, summary, labels, annotations, count, first_seen, "
+            "SELECT fingerprint, source, status, severity, summary, labels, annotations, count, repeats, first_seen, "
             "last_seen, starts_at, ends_at FROM incident_alerts WHERE incident_id = $1 ORDER BY first_seen",
             incident_id,
         )
