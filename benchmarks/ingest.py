@@ -3,6 +3,10 @@
 Reports alerts/s, webhook latency p50/p99, the time until every alert is counted in its incident workflow, and
 how many were lost (must be 0). The baseline, run in the same process against the same server, is plain
 GET /healthz round-trips at the same concurrency: the ratio shows what intake costs over bare HTTP.
+
+With `rate`, requests are sent open-loop at that many per second (as alerting systems do: they do not wait for
+one webhook to finish before the next alert fires), each latency counted from when its request was due, so
+queueing shows; the baseline is /healthz at the same rate, and its p50/p99 are reported beside the webhook's.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class IngestParams:
     fingerprints: int
     groups: int
     repeats: int
+    rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,8 @@ class IngestRun:
     seconds_until_in_workflows: float
     lost: int
     baseline_requests_per_second: float
+    baseline_p50_ms: float
+    baseline_p99_ms: float
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -122,6 +129,27 @@ async def _drive(concurrency: int, jobs: list[Any], send: Any, progress: Progres
     return latencies
 
 
+async def _drive_at_rate(rate: float, jobs: list[Any], send: Any, progress: Progress | None) -> list[float]:
+    """Open loop: job i is due `i / rate` seconds after the start, whatever the earlier ones are doing; its latency
+    runs from when it was due (a late start is waiting too)."""
+    latencies: list[float] = []
+    task = progress.add_task(f"sending at {rate:g}/s", total=len(jobs)) if progress else None
+    start = time.perf_counter() + 0.05
+
+    async def one(index: int, job: Any) -> None:
+        due = start + index / rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        await send(job)
+        latencies.append(time.perf_counter() - due)
+        if progress is not None and task is not None:
+            progress.advance(task)
+
+    await asyncio.gather(*(one(index, job) for index, job in enumerate(jobs)))
+    if progress is not None and task is not None:
+        progress.remove_task(task)
+    return latencies
+
+
 async def run_once(
     http: httpx.AsyncClient, params: IngestParams, progress: Progress | None = None, settle_timeout: float = 300.0
 ) -> IngestRun:
@@ -142,12 +170,17 @@ async def run_once(
     async def healthz(_: object) -> None:
         (await http.get("/healthz")).raise_for_status()
 
+    def drive(jobs: list[Any], send: Any, shown: Progress | None) -> Any:
+        if params.rate is not None:
+            return _drive_at_rate(params.rate, jobs, send, shown)
+        return _drive(concurrency, jobs, send, shown)
+
     baseline_started = time.perf_counter()
-    await _drive(concurrency, list(range(len(bodies))), healthz, None)
+    baseline = await drive(list(range(len(bodies))), healthz, None)
     baseline_rps = len(bodies) / (time.perf_counter() - baseline_started)
 
     started = time.perf_counter()
-    latencies = await _drive(concurrency, bodies, post, progress)
+    latencies = await drive(bodies, post, progress)
     sent_seconds = time.perf_counter() - started
     if failures:
         raise RuntimeError(f"{len(failures)} webhook(s) refused, first: {failures[0]}")
@@ -179,6 +212,8 @@ async def run_once(
         seconds_until_in_workflows=in_workflows,
         lost=lost,
         baseline_requests_per_second=baseline_rps,
+        baseline_p50_ms=_percentile(baseline, 0.50) * 1000,
+        baseline_p99_ms=_percentile(baseline, 0.99) * 1000,
     )
 
 
@@ -201,11 +236,12 @@ async def run_benchmark(base_url: str, token: SecretStr | None, params: IngestPa
             return [await run_once(http, params, progress) for _ in range(params.repeats)]
 
 
-def report(runs: list[IngestRun], console: Console) -> None:
+def report(runs: list[IngestRun], params: IngestParams, console: Console) -> None:
     def median(field: str) -> float:
         return float(statistics.median(getattr(run, field) for run in runs))
 
-    table = Table(title=f"vigil bench ingest — medians of {len(runs)} run(s)")
+    paced = f", {params.rate:g} requests/s open loop" if params.rate is not None else ""
+    table = Table(title=f"vigil bench ingest — medians of {len(runs)} run(s){paced}")
     table.add_column("measure")
     table.add_column("value", justify="right")
     first = runs[0]
@@ -218,6 +254,9 @@ def report(runs: list[IngestRun], console: Console) -> None:
     table.add_row("time until every alert is in its workflow", f"{median('seconds_until_in_workflows'):.2f} s")
     table.add_row("alerts lost (all runs)", str(sum(run.lost for run in runs)))
     table.add_row("baseline: GET /healthz requests/s", f"{median('baseline_requests_per_second'):,.0f}")
+    table.add_row(
+        "baseline: GET /healthz p50 / p99", f"{median('baseline_p50_ms'):.1f} ms / {median('baseline_p99_ms'):.1f} ms"
+    )
     table.add_row("webhook requests/s ÷ baseline", f"{request_rate / median('baseline_requests_per_second'):.2f}")
     console.print(table)
 
@@ -232,5 +271,5 @@ def run_cli(*, base_url: str, token: SecretStr | None, params: IngestParams) -> 
     except (httpx.HTTPError, RuntimeError) as exc:
         console.print(f"[red]benchmark failed[/red]: {exc}")
         return 1
-    report(runs, console)
+    report(runs, params, console)
     return 1 if any(run.lost for run in runs) else 0

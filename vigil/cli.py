@@ -87,6 +87,7 @@ def bench_ingest(
     fingerprints: int = typer.Option(50, help="Distinct alert fingerprints."),
     groups: int = typer.Option(10, help="Distinct alert groups (incidents)."),
     repeats: int = typer.Option(3, help="Runs; figures are medians."),
+    rate: float = typer.Option(0.0, min=0.0, help="Requests per second, open loop (0: closed loop at concurrency)."),
     url: str = typer.Option("", help="API base URL (default: from settings)."),
 ) -> None:
     """Send N Alertmanager alerts over HTTP; report alerts/s, p50/p99, time to workflow, alerts lost."""
@@ -95,7 +96,13 @@ def bench_ingest(
     settings = get_settings()
     base = url or f"http://{settings.api_host}:{settings.api_port}"
     params = IngestParams(
-        n=n, concurrency=concurrency, batch=batch, fingerprints=fingerprints, groups=groups, repeats=repeats
+        n=n,
+        concurrency=concurrency,
+        batch=batch,
+        fingerprints=fingerprints,
+        groups=groups,
+        repeats=repeats,
+        rate=rate or None,
     )
     raise typer.Exit(run_cli(base_url=base, token=settings.api_token, params=params))
 
