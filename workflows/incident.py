@@ -63,6 +63,8 @@ ALERT_ORDER_PATCH = "alert-order-v1"
 """Alerts ordered by their own timestamps; repeats and re-sent deliveries are not new occurrences."""
 RESUMABLE_DIAGNOSIS_PATCH = "resumable-diagnosis-v1"
 """A continue-as-new hands a running diagnosis over to the new run instead of waiting for it."""
+PERSIST_BATCH_PATCH = "persist-batch-v1"
+PERSIST_BATCH_SECONDS = 1.0
 MAX_DIAGNOSIS_ALERTS = 200
 MAX_FINGERPRINTS = 1000
 MAX_ALERT_STATE_BYTES = 1_000_000
@@ -657,11 +659,17 @@ class IncidentWorkflow:
 
     async def _persist_continuously(self) -> None:
         """Write changes to the store as they come, coalescing bursts of signals into one activity.
-        Never cancelled mid-write: `_drain` asks it to stop once everything is saved."""
+
+        Changes with a timeline event (a new alert, a status change, a decision) are written at once. Changes
+        without one (repeats of known alerts, "last seen") wait up to PERSIST_BATCH_SECONDS for more: under an
+        alert storm that is one store write a second instead of one per signal, which leaves Temporal the time to
+        take the signals themselves. Never cancelled mid-write: `_drain` asks it to stop once everything is saved."""
         while True:
             await workflow.wait_condition(lambda: self._has_unsaved() or self._stop_persisting)
             if not self._has_unsaved():
                 return
+            if not self._unsaved_events and not self._stop_persisting and workflow.patched(PERSIST_BATCH_PATCH):
+                await self._wait(lambda: bool(self._unsaved_events) or self._stop_persisting, PERSIST_BATCH_SECONDS)
             await self._flush()
 
     async def _drain(self, persister: asyncio.Task[None]) -> None:
