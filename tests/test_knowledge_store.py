@@ -120,3 +120,40 @@ def test_edge_replace_delete_and_payload_lookup(tmp_path: Path) -> None:
         assert store.count(INCIDENTS) == 0
     finally:
         store.close()
+
+
+def test_a_local_mode_knowledge_base_is_carried_over_to_edge_once(tmp_path: Path) -> None:
+    """An upgrade from qdrant-client local mode (the embedded engine before Qdrant Edge) keeps every point."""
+    from vigil.knowledge.migrate import MIGRATED_MARKER
+    from vigil.knowledge.store import open_store
+    from vigil.settings import Settings
+
+    settings = Settings(state_dir=tmp_path / "state")
+    points = fixture_points()
+    incident = StoredPoint(
+        id="00000000-0000-4000-8000-999999999999",
+        dense=points[0].dense,
+        sparse=points[0].sparse,
+        payload={"incident_id": "incident-old-1", "text": "root cause: the primary ran out of disk"},
+    )
+    old = ClientStore.local(settings.qdrant_path)
+    old.replace(RUNBOOKS, None, points)
+    old.replace(INCIDENTS, None, [incident])
+    old.close()
+
+    store = open_store(settings)
+    try:
+        assert store.count(RUNBOOKS) == len(points)
+        assert list(store.payloads(INCIDENTS, ["incident_id", "text"])) == [incident.payload]
+        hits = store.query_batch(INCIDENTS, [VectorQuery(limit=1, dense=incident.dense, sparse=incident.sparse)])
+        assert hits[0][0].payload["incident_id"] == "incident-old-1"
+    finally:
+        store.close()
+    assert (settings.qdrant_path / MIGRATED_MARKER).exists()
+
+    again = open_store(settings)  # a second start copies nothing again
+    try:
+        assert again.count(RUNBOOKS) == len(points)
+        assert again.count(INCIDENTS) == 1
+    finally:
+        again.close()

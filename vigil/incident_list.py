@@ -14,8 +14,14 @@ from vigil.temporal import CATEGORY_ATTR, INCIDENT_ATTR, SERVICE_ATTR, SEVERITY_
 
 SERVICE_PATTERN = r"^[A-Za-z0-9_.:/-]{1,200}$"
 INCIDENT_ID_PATTERN = r"^incident-[a-z0-9-]{1,120}$"
-INCIDENT_RUNS = "WorkflowType = 'IncidentWorkflow' AND ExecutionStatus != 'ContinuedAsNew'"
-"""The last run of each run chain: one row per incident, whatever continue-as-new did."""
+INCIDENT_RUNS = (
+    "WorkflowType = 'IncidentWorkflow' "
+    f"AND (ExecutionStatus != 'ContinuedAsNew' OR {STATUS_ATTR.name} = '{IncidentStatus.CLOSED.value}')"
+)
+"""The last run of each incident: one row per incident, whatever continue-as-new did. A run continues as new
+either with its own incident (history grew: never once closed) or, once closed, into the group's next incident;
+so a run that continued as new ends an incident exactly when it was closed."""
+_GROUP_RUNS_SCANNED = 20
 
 
 @dataclass(frozen=True)
@@ -32,11 +38,21 @@ async def locate(client: Client, incident_id: str) -> IncidentLocation | None:
     group's latest incident. None when visibility knows neither (a run that has only just started)."""
     if not re.fullmatch(INCIDENT_ID_PATTERN, incident_id):
         raise ValueError(f"incident id must match {INCIDENT_ID_PATTERN}")
-    for clause in (f"{INCIDENT_ATTR.name} = '{incident_id}'", f"WorkflowId = '{incident_id}'"):
-        async for execution in client.list_workflows(f"{INCIDENT_RUNS} AND {clause}", limit=1):
-            occurrence = execution.typed_search_attributes.get(INCIDENT_ATTR) or execution.id
-            return IncidentLocation(incident_id=occurrence, workflow_id=execution.id, run_id=execution.run_id)
-    return None
+    async for execution in client.list_workflows(
+        f"{INCIDENT_RUNS} AND {INCIDENT_ATTR.name} = '{incident_id}'", limit=1
+    ):
+        return _location(execution)
+    latest: WorkflowExecution | None = None
+    group_runs = f"{INCIDENT_RUNS} AND WorkflowId = '{incident_id}'"
+    async for execution in client.list_workflows(group_runs, limit=_GROUP_RUNS_SCANNED):
+        if latest is None or execution.start_time > latest.start_time:
+            latest = execution
+    return None if latest is None else _location(latest)
+
+
+def _location(execution: WorkflowExecution) -> IncidentLocation:
+    occurrence = execution.typed_search_attributes.get(INCIDENT_ATTR) or execution.id
+    return IncidentLocation(incident_id=occurrence, workflow_id=execution.id, run_id=execution.run_id)
 
 
 def incident_summary(execution: WorkflowExecution, memo: Mapping[str, Any]) -> IncidentSummary:

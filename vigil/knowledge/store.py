@@ -98,5 +98,8 @@ def open_store(settings: Settings) -> VectorStore:
         api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
         return ClientStore.server(settings.qdrant_url, api_key)
     from vigil.knowledge.edge import EdgeStore
+    from vigil.knowledge.migrate import migrate_local_mode
 
-    return EdgeStore(settings.qdrant_path)
+    store = EdgeStore(settings.qdrant_path)
+    migrate_local_mode(settings.qdrant_path, store)
+    return store
