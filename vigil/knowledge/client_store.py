@@ -28,10 +28,10 @@ from vigil.knowledge.store import (
     ScoredPayload,
     StoredPoint,
     VectorQuery,
+    scroll_payloads,
 )
 
 UPSERT_BATCH = 512
-SCROLL_PAGE = 1024
 
 
 def _filter(match: FieldMatch) -> models.Filter:
@@ -155,14 +155,11 @@ class ClientStore:
     def payloads(
         self, collection: Collection, fields: Sequence[str], match: FieldMatch | None = None, limit: int | None = None
     ) -> Iterator[dict[str, Any]]:
-        if not self._exists(collection):
-            return
-        offset: PointId | None = None
-        left = limit
-        while left is None or left > 0:
-            page = SCROLL_PAGE if left is None else min(left, SCROLL_PAGE)
+        def fetch(offset: PointId | None, page: int) -> tuple[Sequence[Any], PointId | None] | None:
+            if not self._exists(collection):
+                return None
             with self._call() as client:
-                records, offset = client.scroll(
+                return client.scroll(
                     collection,
                     scroll_filter=_filter(match) if match is not None else None,
                     limit=page,
@@ -170,12 +167,8 @@ class ClientStore:
                     with_payload=list(fields),
                     with_vectors=False,
                 )
-            for record in records:
-                yield dict(record.payload or {})
-            if left is not None:
-                left -= len(records)
-            if offset is None:
-                return
+
+        return scroll_payloads(fetch, limit)
 
     def count(self, collection: Collection) -> int:
         if not self._exists(collection):

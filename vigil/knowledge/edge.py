@@ -34,11 +34,11 @@ from vigil.knowledge.store import (
     ScoredPayload,
     StoredPoint,
     VectorQuery,
+    scroll_payloads,
 )
 
 LOCK_FILE = "edge.lock"
 CONFIG_FILE = "edge_config.json"  # written by Qdrant Edge into each shard folder
-SCROLL_PAGE = 1024
 
 
 def _filter(match: FieldMatch) -> qe.Filter:
@@ -138,14 +138,11 @@ class EdgeStore:
     def payloads(
         self, collection: Collection, fields: Sequence[str], match: FieldMatch | None = None, limit: int | None = None
     ) -> Iterator[dict[str, Any]]:
-        offset: qe.PointId | None = None
-        left = limit
-        while left is None or left > 0:
-            page = SCROLL_PAGE if left is None else min(left, SCROLL_PAGE)
+        def fetch(offset: qe.PointId | None, page: int) -> tuple[Sequence[Any], qe.PointId | None] | None:
             with self._lock:
                 shard = self._shards.get(collection)
                 if shard is None:
-                    return
+                    return None
                 request = qe.ScrollRequest(
                     offset=offset,
                     limit=page,
@@ -153,13 +150,10 @@ class EdgeStore:
                     with_payload=list(fields),
                     with_vector=False,
                 )
-                records, offset = shard.scroll(request)
-            for record in records:
-                yield dict(record.payload or {})
-            if left is not None:
-                left -= len(records)
-            if offset is None:
-                return
+                records, next_offset = shard.scroll(request)
+                return records, next_offset
+
+        return scroll_payloads(fetch, limit)
 
     def count(self, collection: Collection) -> int:
         with self._lock:

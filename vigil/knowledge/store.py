@@ -12,7 +12,7 @@ searching an absent collection finds nothing, and needs no embedding model.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -87,6 +87,29 @@ class VectorStore(Protocol):
     def count(self, collection: Collection) -> int: ...
 
     def close(self) -> None: ...
+
+
+SCROLL_PAGE = 1024
+
+
+def scroll_payloads(
+    fetch: Callable[[Any, int], tuple[Sequence[Any], Any] | None], limit: int | None
+) -> Iterator[dict[str, Any]]:
+    """The payloads of a scroll, page by page: `fetch(offset, page size)` returns the page's records (with a
+    `payload`) and the next offset (None at the end), or None when there is nothing to scroll."""
+    offset: Any = None
+    left = limit
+    while left is None or left > 0:
+        page = fetch(offset, SCROLL_PAGE if left is None else min(left, SCROLL_PAGE))
+        if page is None:
+            return
+        records, offset = page
+        for record in records:
+            yield dict(record.payload or {})
+        if left is not None:
+            left -= len(records)
+        if offset is None:
+            return
 
 
 def open_store(settings: Settings) -> VectorStore:
