@@ -130,6 +130,22 @@ class Settings(BaseSettings):
         default=4096, gt=256, description="Prompt budget: evidence, runbooks and incidents are cut to fit."
     )
 
+    actions_dirs: Annotated[list[Path], NoDecode] = Field(
+        default=[],
+        description="Folders of remediation action files (*.yml), comma-separated, loaded after the shipped ones.",
+    )
+    remediation_policy_path: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("VIGIL_REMEDIATION_POLICY", "remediation_policy_path"),
+        description="Remediation policy file; unset: the shipped `runbooks/policy.yml`.",
+    )
+    remediation_scripts_dir: Path | None = Field(
+        default=None, description="The only folder `script` remediation actions may run from; unset: none may."
+    )
+    kubectl_actions_enabled: bool = Field(
+        default=False, description="Allow `kubectl` remediation actions; off: such actions fail to load."
+    )
+
     @field_validator("llm_base_url", "qdrant_url", "temporal_address", "prometheus_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -139,6 +155,13 @@ class Settings(BaseSettings):
     @field_validator("group_by", mode="before")
     @classmethod
     def _split_group_by(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("actions_dirs", mode="before")
+    @classmethod
+    def _split_actions_dirs(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
