@@ -9,7 +9,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from toyprod import SERVICE, VERSION, chaos_api, middleware, routes
+from toyprod import SERVICE, VERSION, admin_api, chaos_api, middleware, routes
+from toyprod.admin import Admin
 from toyprod.chaos import Chaos
 from toyprod.config import ToyConfig
 from toyprod.dependencies import Database, PaymentClient
@@ -66,11 +67,18 @@ def create_app(config: ToyConfig, *, sinks: Sequence[Sink] = (stdout_sink,)) -> 
             if shipper is not None:
                 await shipper.stop()
 
-    app = FastAPI(title="toyprod", version=VERSION, description="Demo shop with chaos switches.", lifespan=lifespan)
+    app = FastAPI(
+        title="toyprod",
+        version=VERSION,
+        description="Demo shop with chaos switches and admin fixes.",
+        lifespan=lifespan,
+    )
     app.state.shop = shop
     app.state.chaos = chaos
+    app.state.admin = Admin(shop, chaos, announcer)
     app.state.shipper = shipper
     middleware.install(app, shop, chaos)
     app.include_router(routes.router)
     app.include_router(chaos_api.router)
+    app.include_router(admin_api.router)
     return app

@@ -4,6 +4,10 @@ real fault of that kind produces.
 
 Chaos actions themselves are logged on stdout only, never shipped to Vigil: Vigil must find the fault from
 its symptoms, not from a line announcing it.
+
+The admin API's fixes (`toyprod/admin.py`) change the same inputs back the way an operator would; `active`
+lists the faults still in effect, so a fix that ends one (a rollback, a restart) takes it off the list, and
+one that only routes around it (a failover, a bigger pool) leaves it there.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from toyprod.shop import CERT_LIFETIME_S, Build, Shop
 LEAK_CAP = 512 * MIB
 TICK_S = 0.25
 BAD_VERSION = "2.0.1-bad"
+PROCESS_FAULTS = ("memory-leak", "cpu-burn", "db-pool-exhaustion")
+"""Faults that live in the process, so a restart ends them. disk-fill's writer dies too, its files stay."""
 
 
 class Chaos:
@@ -97,8 +103,7 @@ class Chaos:
         self._enable("cert-expiry", days=days)
 
     async def reset(self) -> None:
-        """Heal everything; a bad deploy is rolled back, and the rollback announced."""
-        was_bad = "bad-deploy" in self.active
+        """Heal everything; a bad deploy still running is rolled back, and the rollback announced."""
         self.stop()
         shop = self.shop
         self.latency_s, self.latency_route = 0.0, None
@@ -109,10 +114,33 @@ class Chaos:
         shop.set_cert_expiry(time.time() + CERT_LIFETIME_S)
         self.active.clear()
         shop.log.info("toyprod.chaos", "chaos reset: all faults cleared", ship=False)
-        if was_bad:
-            build = Build()
-            shop.deploy(build)
+        if shop.build.version == BAD_VERSION and (build := shop.rollback()) is not None:
             await self._announce(build, f"rollback of {BAD_VERSION} to {build.version}")
+
+    def restart_process(self) -> list[str]:
+        """End what a process restart ends: background work, leaked memory, the CPU burn and the connections
+        stuck transactions hold. Returns what there was to end; empty: a restart would change nothing."""
+        ended: list[str] = []
+        if self.leaked_bytes:
+            ended.append(f"freed {self.leaked_bytes / MIB:.0f} MiB of leaked memory")
+        if self._burn_thread is not None:
+            ended.append("stopped the CPU-burning thread")
+        if self.shop.db.held:
+            ended.append(f"released {self.shop.db.held} DB connections held by stuck transactions")
+        if running := sorted(name for name, task in self._tasks.items() if not task.done()):
+            ended.append(f"stopped background tasks: {', '.join(running)}")
+        if ended:
+            self.stop()
+            self.healed(*PROCESS_FAULTS)
+        return ended
+
+    def healed(self, *faults: str) -> None:
+        """A fix ended these faults: they leave `active`, unless their background work still runs (a disk
+        writer still writing keeps its fault going)."""
+        for fault in faults:
+            task = self._tasks.get(fault)
+            if task is None or task.done():
+                self.active.pop(fault, None)
 
     def stop(self) -> None:
         """Stop what runs in the background and give back what it holds (also on shutdown)."""
@@ -159,9 +187,9 @@ class Chaos:
     async def _fill(self, mb_per_s: float) -> None:
         disk = self.shop.disk
         chunk = max(1, int(mb_per_s * MIB * TICK_S))
-        while True:
-            if not disk.fill(chunk):
-                return
+        while disk.fill(chunk):
+            if disk.ratio >= 1:
+                return  # full: the writer is done at once, not one tick later
             await asyncio.sleep(TICK_S)
 
 

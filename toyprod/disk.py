@@ -56,12 +56,15 @@ class DataDisk:
         self._grew(size)
         return size
 
-    def clear_fill(self) -> None:
+    def clear_fill(self) -> int:
+        """Delete the files disk-fill wrote; returns the bytes freed."""
         directory = self.root / FILL_DIR
-        if directory.exists():
-            freed = sum(path.stat().st_size for path in directory.iterdir())
-            shutil.rmtree(directory)
-            self._grew(-freed)
+        if not directory.exists():
+            return 0
+        freed = sum(path.stat().st_size for path in directory.iterdir())
+        shutil.rmtree(directory)
+        self._grew(-freed)
+        return freed
 
     def _reserve(self, size: int, path: Path) -> None:
         if self.used + size > self.quota:

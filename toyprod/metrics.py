@@ -48,6 +48,10 @@ class ToyMetrics:
         self.cert_expiry = Gauge(
             "toyprod_certificate_expiry_timestamp_seconds", "Unix time the served certificate expires.", registry=r
         )
+        self.restarts = Counter("toyprod_restarts_total", "Process restarts through the admin API.", registry=r)
+        self.payments_provider = Gauge(
+            "toyprod_payments_provider", "1 for the payments provider charges go to.", ["provider"], registry=r
+        )
         self.build_info = Gauge("toyprod_build_info", "Running version and commit.", ["version", "commit"], registry=r)
         self.logs_dropped = Counter(
             "toyprod_log_records_dropped_total",
@@ -58,6 +62,10 @@ class ToyMetrics:
         self.logs_shipped = Counter("toyprod_log_records_shipped_total", "Log records Vigil accepted.", registry=r)
         for dependency in ("database", "payments"):
             self.dependency_up.labels(dependency).set(1)
+
+    def set_payments_provider(self, provider: str) -> None:
+        self.payments_provider.clear()
+        self.payments_provider.labels(provider).set(1)
 
     def set_build(self, version: str, commit: str) -> None:
         self.build_info.clear()

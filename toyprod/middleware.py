@@ -22,7 +22,7 @@ from toyprod.logs import RequestContext, request_context
 from toyprod.shop import Shop
 
 SHOP_ROUTES = frozenset({"/products", "/orders", "/checkout"})
-OTHER_ROUTES = frozenset({"/healthz", "/metrics", "/chaos"})
+OTHER_ROUTES = frozenset({"/healthz", "/metrics", "/chaos", "/admin"})
 TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 REQUEST_ID = re.compile(r"^[\w.:-]{1,128}$")
 TLS_HANDSHAKE_FAILED = 525
@@ -37,6 +37,8 @@ def route_label(path: str) -> str:
         return path
     if path.startswith("/chaos/"):
         return "/chaos/{fault}"
+    if path.startswith("/admin/"):
+        return "/admin/{fix}"
     return "other"
 
 

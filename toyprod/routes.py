@@ -41,7 +41,15 @@ async def index(shop: ShopDep) -> dict[str, Any]:
     return {
         "service": "toyprod",
         "version": shop.build.version,
-        "routes": ["GET /products", "POST /orders", "POST /checkout", "GET /healthz", "GET /metrics", "/chaos"],
+        "routes": [
+            "GET /products",
+            "POST /orders",
+            "POST /checkout",
+            "GET /healthz",
+            "GET /metrics",
+            "/chaos",
+            "/admin",
+        ],
     }
 
 

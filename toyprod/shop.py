@@ -56,12 +56,28 @@ class Shop:
     disk: DataDisk
     build: Build = field(default_factory=Build)
     cert_expires_at: float = field(default_factory=lambda: time.time() + CERT_LIFETIME_S)
+    previous: Build | None = None
+    """The build that ran before the latest deploy of a new version, which a rollback runs again; None at
+    start and after a rollback, so a second rollback changes nothing."""
 
     def __post_init__(self) -> None:
         self.metrics.set_build(self.build.version, self.build.commit)
         self.metrics.cert_expiry.set(self.cert_expires_at)
 
     def deploy(self, build: Build) -> None:
+        """Run `build`. Redeploying the running version (a new commit) keeps the rollback target."""
+        if build.version != self.build.version:
+            self.previous = self.build
+        self._serve(build)
+
+    def rollback(self) -> Build | None:
+        """Run the previous version again and return it; None when there is nothing to roll back to."""
+        build, self.previous = self.previous, None
+        if build is not None:
+            self._serve(build)
+        return build
+
+    def _serve(self, build: Build) -> None:
         self.build = build
         self.metrics.set_build(build.version, build.commit)
         self.log.info("toyprod.app", f"toyprod {build.version} (commit {build.commit}) serving")
