@@ -13,7 +13,7 @@ from temporalio.client import Client
 from api.intake import GroupSignaller
 from api.limits import RequestLimits
 from api.metrics import HTTP_REJECTED
-from api.routes import alerts, chat, events, health, incidents, logs
+from api.routes import alerts, chat, events, health, incidents, logs, postmortem
 from vigil import __version__
 from vigil.settings import Settings
 from vigil.store.database import STORE_UNAVAILABLE, Store, database_url, store_unavailable
@@ -84,6 +84,7 @@ def create_app(settings: Settings, *, client: Client | None = None, store: Store
     app.state.store = store
     app.include_router(alerts.router)
     app.include_router(incidents.router)
+    app.include_router(postmortem.router)
     app.include_router(logs.router)
     app.include_router(events.router)
     app.include_router(chat.router)

@@ -250,3 +250,64 @@ def eval_faults(
     from eval.faults import FaultParams, main
 
     raise typer.Exit(main(FaultParams(groups=groups, alerts_per_group=alerts, concurrency=concurrency, seed=seed)))
+
+
+@app.command()
+def postmortem(
+    incident_id: str = typer.Argument(..., help="Incident id (an occurrence id, or a group id for its latest)."),
+    out: Path | None = typer.Option(None, "--out", help="Write the Markdown to this file instead of stdout."),
+) -> None:
+    """Print (or write) the postmortem draft of an incident, fetched from the running API."""
+    from urllib.parse import quote
+
+    import httpx
+
+    settings = get_settings()
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    token = settings.api_token
+    headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token is not None else {}
+    try:
+        response = httpx.get(f"{base}/api/v1/incidents/{quote(incident_id, safe='')}/postmortem", headers=headers)
+    except httpx.TransportError as exc:
+        typer.echo(f"error: the Vigil API does not answer at {base} ({exc}); start it with `vigil up`", err=True)
+        raise typer.Exit(1) from exc
+    if response.status_code != 200:
+        typer.echo(f"error: {response.status_code} from {base}: {response.text[:500]}", err=True)
+        raise typer.Exit(1)
+    if out is None:
+        typer.echo(response.text, nl=False)
+        return
+    out.write_text(response.text, encoding="utf-8")
+    typer.echo(f"wrote {out}")
+
+
+actions = typer.Typer(no_args_is_help=True, help="Remediation actions: the catalogue and the policy.")
+app.add_typer(actions, name="actions")
+
+
+@actions.command("list")
+def actions_list() -> None:
+    """The configured catalogue (shipped actions and VIGIL_ACTIONS_DIRS): one row per action."""
+    from rich.console import Console
+
+    from vigil.remediation.catalogue import load_configured_catalogue
+    from vigil.remediation.cli import actions_table
+    from vigil.remediation.errors import RemediationConfigError
+
+    try:
+        catalogue = load_configured_catalogue(get_settings())
+    except RemediationConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    Console().print(actions_table(catalogue))
+
+
+@actions.command("validate")
+def actions_validate(
+    paths: list[Path] = typer.Argument(None, help="Action files or folders (default: the configured catalogue)."),
+    policy: Path | None = typer.Option(None, "--policy", help="Policy file (default: the configured one)."),
+) -> None:
+    """Check action files and the policy; every problem is listed (exit 1), else the counts (exit 0)."""
+    from vigil.remediation.cli import validate
+
+    raise typer.Exit(validate(paths or None, policy, get_settings()))
