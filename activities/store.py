@@ -7,6 +7,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from vigil.models import PersistIncidentInput, PersistIncidentResult
+from vigil.mttx import IncidentTimings, observe_mttx
 from vigil.store.database import Store
 
 
@@ -28,6 +29,12 @@ class StoreActivities:
             raise ApplicationError(
                 f"the store refused the write: {exc}"[:500], type=STORE_REJECTED, non_retryable=True
             ) from exc
+
+    @activity.defn(name="record_incident_timings")
+    async def record_incident_timings(self, timings: IncidentTimings) -> None:
+        """At close: the incident's MTTx into PostgreSQL and, once, into this worker's histograms."""
+        if await self._store.save_timings(timings):
+            observe_mttx(timings, activity.metric_meter())
 
 
 STORE_REJECTED = "StoreRejected"

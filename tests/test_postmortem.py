@@ -7,8 +7,9 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
-from prometheus_client import REGISTRY
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 from typer.testing import CliRunner
 
@@ -27,10 +28,11 @@ from vigil.models import (
     TimelineEvent,
     TimelineKind,
 )
-from vigil.mttx import IncidentTimings, mttx, observe_mttx
+from vigil.mttx import HISTOGRAM_BUCKETS, IncidentTimings, mttx, observe_mttx
 from vigil.postmortem import md_text, postmortem_markdown
 from vigil.rca.models import EvidenceItem, RCAAction, RCARootCause, RootCauseAnalysis
 from vigil.settings import get_settings
+from vigil.store.database import Store
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -161,25 +163,57 @@ def test_mttx_of_an_open_incident_is_none_where_nothing_happened_and_never_negat
     assert timings.time_to_resolve_seconds is None
 
 
-def test_observe_mttx_counts_each_known_figure() -> None:
-    def count(stage: str) -> float:
-        return REGISTRY.get_sample_value(f"vigil_incident_time_to_{stage}_seconds_count") or 0.0
-
-    def total(stage: str) -> float:
-        return REGISTRY.get_sample_value(f"vigil_incident_time_to_{stage}_seconds_sum") or 0.0
-
-    stages = ("detect", "acknowledge", "diagnose", "mitigate", "resolve")
-    before = {stage: (count(stage), total(stage)) for stage in stages}
+async def test_observe_mttx_counts_each_known_figure() -> None:
+    """Through a real Temporal runtime's Prometheus exporter, as the incidents worker serves it."""
+    port = free_port()
+    runtime = Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(bind_address=f"127.0.0.1:{port}", histogram_bucket_overrides=HISTOGRAM_BUCKETS)
+        )
+    )
     timings = mttx(resolved_incident())
-    observe_mttx(timings.model_copy(update={"time_to_mitigate_seconds": None}))
-    assert {stage: count(stage) - before[stage][0] for stage in stages} == {
+    observe_mttx(timings.model_copy(update={"time_to_mitigate_seconds": None}), runtime.metric_meter)
+
+    async def scrape() -> str:
+        async with httpx.AsyncClient() as http:
+            return (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+
+    text = await eventually(scrape, lambda body: "vigil_incident_time_to_resolve_seconds_count" in body)
+    counts = {
+        stage: re.search(rf"^vigil_incident_time_to_{stage}_seconds_count\S* (\d+)", text, re.MULTILINE)
+        for stage in ("detect", "acknowledge", "diagnose", "mitigate", "resolve")
+    }
+    assert {stage: int(m.group(1)) if m else 0 for stage, m in counts.items()} == {
         "detect": 1,
         "acknowledge": 1,
         "diagnose": 1,
         "mitigate": 0,
         "resolve": 1,
     }
-    assert total("resolve") - before["resolve"][1] == 7260
+    assert re.search(r'^vigil_incident_time_to_resolve_seconds_bucket\{[^}]*le="86400"[^}]*\} 1$', text, re.MULTILINE)
+    assert re.search(r"^vigil_incident_time_to_resolve_seconds_sum\S* 7260$", text, re.MULTILINE)
+
+
+async def test_a_closed_incident_keeps_its_timings(
+    api: ApiFactory, workers: list[Worker], store: Store, unique: str
+) -> None:
+    client = api(quiet_period_seconds=0.3, close_after_seconds=0.3)
+    alert = am_alert(unique, service="pay", instance="p1")
+    response = await client.post("/api/v1/alerts/alertmanager", json=am_webhook([alert]))
+    group_id = response.json()["incidents"][0]["incident_id"]
+    resolved = am_webhook([am_alert(unique, service="pay", instance="p1", status="resolved")])
+    assert (await client.post("/api/v1/alerts/alertmanager", json=resolved)).status_code == 202
+
+    async def detail() -> IncidentDetail:
+        return IncidentDetail.model_validate((await client.get(f"/api/v1/incidents/{group_id}")).json())
+
+    closed = await eventually(detail, lambda d: d.record is not None and d.record.closed_at is not None, timeout=60)
+    stored = await eventually(lambda: store.timings(closed.incident_id), lambda t: t is not None)
+    assert stored is not None
+    assert stored.resolved_at is not None
+    assert stored.time_to_resolve_seconds is not None
+    assert stored.time_to_diagnose_seconds is not None
+    assert not await store.save_timings(stored)  # once: a retried activity counts nothing twice
 
 
 def test_postmortem_of_a_resolved_incident() -> None:

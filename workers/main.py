@@ -22,6 +22,7 @@ from activities.diagnosis import DiagnosisActivities
 from activities.retention import RetentionActivities
 from activities.store import StoreActivities
 from activities.worker_info import worker_info
+from vigil.mttx import HISTOGRAM_BUCKETS
 from vigil.rca.retrieval import IncidentKnowledge
 from vigil.settings import INCIDENTS_TASK_QUEUE, INTEGRATIONS_TASK_QUEUE, ML_TASK_QUEUE, Settings
 from vigil.store.database import Store, database_url
@@ -58,7 +59,12 @@ async def build_worker(
         store = await Store.open(database_url(settings))
         stack.push_async_callback(store.close)
         workflows = [IncidentWorkflow, StackProbeWorkflow, LogRetentionWorkflow, DocQAWorkflow]
-        activities += [StoreActivities(store).persist_incident, RetentionActivities(store, settings).delete_old_logs]
+        store_activities = StoreActivities(store)
+        activities += [
+            store_activities.persist_incident,
+            store_activities.record_incident_timings,
+            RetentionActivities(store, settings).delete_old_logs,
+        ]
     elif role == "ml":
         store = await Store.open(database_url(settings), max_size=4)
         stack.push_async_callback(store.close)
@@ -96,7 +102,10 @@ async def run_worker(role: str, settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runtime = Runtime(
         telemetry=TelemetryConfig(
-            metrics=PrometheusConfig(bind_address=f"{settings.listen_host}:{metrics_port(role, settings)}")
+            metrics=PrometheusConfig(
+                bind_address=f"{settings.listen_host}:{metrics_port(role, settings)}",
+                histogram_bucket_overrides=HISTOGRAM_BUCKETS,
+            )
         )
     )
     client = await connect(settings, runtime=runtime)

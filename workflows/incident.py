@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         Decision,
         DiagnoseInput,
         Diagnosis,
+        IncidentDetail,
         IncidentInput,
         IncidentRow,
         IncidentState,
@@ -45,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         TimelineEvent,
         TimelineKind,
     )
+    from vigil.mttx import mttx
     from vigil.rca.models import RootCauseAnalysis
     from vigil.settings import ML_TASK_QUEUE
     from vigil.temporal import CATEGORY_ATTR, INCIDENT_ATTR, SERVICE_ATTR, SEVERITY_ATTR, STATUS_ATTR
@@ -64,6 +66,7 @@ ALERT_ORDER_PATCH = "alert-order-v1"
 RESUMABLE_DIAGNOSIS_PATCH = "resumable-diagnosis-v1"
 """A continue-as-new hands a running diagnosis over to the new run instead of waiting for it."""
 PERSIST_BATCH_PATCH = "persist-batch-v1"
+TIMINGS_PATCH = "record-timings-v1"
 PERSIST_BATCH_SECONDS = 1.0
 MAX_DIAGNOSIS_ALERTS = 200
 MAX_FINGERPRINTS = 1000
@@ -339,6 +342,25 @@ class IncidentWorkflow:
         self._state.closed_at = workflow.now()
         self._record(TimelineKind.CLOSED, "Incident closed")
         self._set_status(IncidentStatus.CLOSED)
+        if workflow.patched(TIMINGS_PATCH):
+            await self._record_timings()
+
+    async def _record_timings(self) -> None:
+        """MTTx of the closed incident into the store and the incidents worker's histograms."""
+        state = self._state
+        detail = IncidentDetail(
+            incident_id=state.incident_id, live=True, state=state, record=None, timeline=state.timeline
+        )
+        try:
+            await workflow.execute_activity(
+                "record_incident_timings",
+                mttx(detail),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=PERSIST_RETRY,
+                summary="MTTx: time to detect, acknowledge, diagnose, mitigate, resolve",
+            )
+        except ActivityError as exc:  # refused data only: an outage is retried
+            self._record(TimelineKind.STATUS, f"MTTx not recorded: {_cause(exc)}")
 
     async def _index_resolved(self, rca: RootCauseAnalysis) -> None:
         """Teach the knowledge base: later incidents find this one, its root cause and how it ended."""

@@ -22,6 +22,7 @@ from vigil.models import (
     StoredDeployEvent,
     TimelineEvent,
 )
+from vigil.mttx import IncidentTimings
 from vigil.rca.models import RootCauseAnalysis
 from vigil.settings import Settings
 
@@ -358,6 +359,20 @@ class Store:
             limit,
         )
         return [StoredDeployEvent.model_validate(dict(r)) for r in records]
+
+    async def save_timings(self, timings: IncidentTimings) -> bool:
+        """Keep an incident's MTTx; True the first time (so a retried activity counts it into metrics once)."""
+        inserted = await self._pool.fetchval(
+            "INSERT INTO incident_timings (incident_id, timings) VALUES ($1, $2) "
+            "ON CONFLICT (incident_id) DO NOTHING RETURNING true",
+            timings.incident_id,
+            timings.model_dump(mode="json"),
+        )
+        return bool(inserted)
+
+    async def timings(self, incident_id: str) -> IncidentTimings | None:
+        value = await self._pool.fetchval("SELECT timings FROM incident_timings WHERE incident_id = $1", incident_id)
+        return None if value is None else IncidentTimings.model_validate(value)
 
     async def save_diagnosis(self, incident_id: str, rca: RootCauseAnalysis) -> None:
         """Upsert the incident's diagnosis of this source (idempotent: a retried activity rewrites the row)."""
