@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
+from api.deps import RETRY_AFTER
 from api.intake import GroupSignaller
 from api.limits import RequestLimits
 from api.metrics import HTTP_REJECTED
@@ -18,8 +19,6 @@ from vigil import __version__
 from vigil.settings import Settings
 from vigil.store.database import STORE_UNAVAILABLE, Store, database_url, store_unavailable
 from vigil.temporal import connect
-
-RETRY_AFTER_SECONDS = 5
 
 
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
@@ -41,7 +40,7 @@ async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         {"detail": f"PostgreSQL is unreachable ({type(exc).__name__}: {exc}); retry later"},
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        headers=RETRY_AFTER,
     )
 
 

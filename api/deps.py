@@ -16,6 +16,10 @@ from vigil.store.database import Store
 _bearer = HTTPBearer(auto_error=False, description="Bearer token (VIGIL_API_TOKEN), required when configured.")
 
 
+RETRY_AFTER = {"Retry-After": "5"}
+"""Headers of every 503 the API answers: how long a sender (Alertmanager, a log shipper) waits before retrying."""
+
+
 async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings

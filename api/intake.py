@@ -112,8 +112,7 @@ class GroupSignaller:
         cut into chunks that each fit one signal."""
         queue = self._queues[key]
         waits: list[asyncio.Future[None]] = []
-        for chunk in _chunks(alerts):
-            size = sum(alert_size(alert) for alert in chunk)
+        for chunk, size in _chunks(alerts):
             if not queue or not queue[-1].fits(chunk, size):
                 queue.append(_Pending())
             pending = queue[-1]
@@ -153,16 +152,16 @@ class GroupSignaller:
         return list(await asyncio.gather(*(self.submit(key, group) for key, group in groups.items())))
 
 
-def _chunks(alerts: list[Alert]) -> list[list[Alert]]:
-    """Consecutive runs of alerts that each fit one signal by count and by estimated size."""
-    chunks: list[list[Alert]] = [[]]
-    size = 0
+def _chunks(alerts: list[Alert]) -> list[tuple[list[Alert], int]]:
+    """Consecutive runs of alerts that each fit one signal by count and by estimated size, with their size."""
+    chunks: list[tuple[list[Alert], int]] = []
     for alert in alerts:
         alert_bytes = alert_size(alert)
-        current = chunks[-1]
-        if current and (len(current) >= MAX_ALERTS_PER_SIGNAL or size + alert_bytes > MAX_SIGNAL_BYTES):
-            chunks.append([])
-            size = 0
-        chunks[-1].append(alert)
-        size += alert_bytes
-    return [chunk for chunk in chunks if chunk]
+        if chunks:
+            current, size = chunks[-1]
+            if len(current) < MAX_ALERTS_PER_SIGNAL and size + alert_bytes <= MAX_SIGNAL_BYTES:
+                current.append(alert)
+                chunks[-1] = (current, size + alert_bytes)
+                continue
+        chunks.append(([alert], alert_bytes))
+    return chunks

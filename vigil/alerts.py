@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from vigil.models import Alert, AlertSource, AlertStatus, Severity
+from vigil.untrusted_json import storable
 
 MAX_ALERTS_PER_PAYLOAD = 5000
 
@@ -352,8 +353,8 @@ def _build(
 ) -> Alert:
     labels = _storable(labels)
     annotations = _storable(annotations)
-    fingerprint = _storable_text(fingerprint) if fingerprint else None
-    generator_url = _storable_text(generator_url) if generator_url else None
+    fingerprint = storable(fingerprint) if fingerprint else None
+    generator_url = storable(generator_url) if generator_url else None
     return Alert(
         source=source,
         fingerprint=(fingerprint or "").strip() or label_fingerprint(labels),
@@ -371,13 +372,9 @@ def _build(
     )
 
 
-def _storable_text(text: str) -> str:
-    """PostgreSQL text cannot hold NUL: it becomes U+FFFD, as in stored log lines, so the alert is kept."""
-    return text.replace("\x00", "\ufffd")
-
-
 def _storable(values: Mapping[str, str]) -> dict[str, str]:
-    return {_storable_text(key): _storable_text(value) for key, value in values.items()}
+    """PostgreSQL text cannot hold NUL: it becomes U+FFFD, as in stored log lines, so the alert is kept."""
+    return {storable(key): storable(value) for key, value in values.items()}
 
 
 def _first_label(labels: Mapping[str, str], names: Sequence[str]) -> str | None:

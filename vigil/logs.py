@@ -26,7 +26,7 @@ from google.protobuf.message import DecodeError
 from pydantic import ValidationError
 
 from vigil.models import LogIngestResult, LogLineError, LogRecord
-from vigil.untrusted_json import UNSTORABLE_TEXT, JSONInputError, loads_untrusted
+from vigil.untrusted_json import JSONInputError, loads_untrusted, storable
 
 MAX_ERRORS = 20
 """Rejected lines reported back in detail; every rejected line is still counted."""
@@ -132,7 +132,7 @@ def decompress_snappy(body: bytes, max_bytes: int) -> bytes:
 
 def _clean(text: str, limit: int) -> str:
     """The text cut at `limit`, NUL and lone UTF-16 surrogates (see `UNSTORABLE_TEXT`) replaced by U+FFFD."""
-    return UNSTORABLE_TEXT.sub("\ufffd", text[:limit])
+    return storable(text[:limit])
 
 
 def _scalar_text(value: object) -> str | None:

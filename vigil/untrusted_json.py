@@ -22,6 +22,12 @@ UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
 """NUL and lone UTF-16 surrogates: JSON carries both (as `\\u0000`, `\\ud800`), but PostgreSQL stores no NUL
 and no UTF-8 encoder takes a lone surrogate."""
 
+
+def storable(text: str) -> str:
+    """`text` with every `UNSTORABLE_TEXT` character replaced by U+FFFD, so it can be kept rather than refused."""
+    return UNSTORABLE_TEXT.sub("\ufffd", text)
+
+
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
 _DEPTH_STEP = [0] * 256

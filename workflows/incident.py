@@ -641,7 +641,7 @@ class IncidentWorkflow:
             SEVERITY_ATTR.value_set(self._state.severity.value),
             SERVICE_ATTR.value_set(self._state.service or ""),
         ]
-        if self._state.incident_id != workflow.info().workflow_id:  # runs started before OCCURRENCE_PATCH
+        if self._state.incident_id != workflow.info().workflow_id:  # not in runs started before OCCURRENCE_PATCH
             attributes.append(INCIDENT_ATTR.value_set(self._state.incident_id))
         workflow.upsert_search_attributes(attributes)
         workflow.upsert_memo({"title": self._state.title, "group_key": self._state.group_key})

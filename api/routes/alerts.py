@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, HTTPException, Request, status
 from temporalio.service import RPCError
 
-from api.deps import BearerDep, SettingsDep, SignallerDep, token_accepted, unauthorized
+from api.deps import RETRY_AFTER, BearerDep, SettingsDep, SignallerDep, token_accepted, unauthorized
 from api.metrics import ALERTS_RECEIVED, WEBHOOK_LATENCY, WEBHOOK_REJECTED, WEBHOOK_REQUESTS
 from vigil.alerts import AlertPayloadError, parse_alertmanager, parse_grafana, parse_vigil
 from vigil.models import Alert, AlertSource, IngestResponse
@@ -35,7 +35,7 @@ _ERROR_RESPONSES: dict[int | str, dict[str, str]] = {
 def _reject(source: AlertSource, code: int, reason: str, detail: str) -> HTTPException:
     WEBHOOK_REJECTED.labels(source.value, reason).inc()
     WEBHOOK_REQUESTS.labels(source.value, reason).inc()
-    headers = {"Retry-After": "5"} if code == status.HTTP_503_SERVICE_UNAVAILABLE else None
+    headers = RETRY_AFTER if code == status.HTTP_503_SERVICE_UNAVAILABLE else None
     return HTTPException(code, detail, headers=headers)
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
-from api.deps import ClientDep, require_token
+from api.deps import RETRY_AFTER, ClientDep, require_token
 from api.metrics import API_ERRORS
 from vigil.rca.ask import ask_stack
 from vigil.rca.models import ChatAnswer, ChatQuery
@@ -26,5 +26,5 @@ async def chat_query(query: ChatQuery, client: ClientDep) -> ChatAnswer:
     except RPCError as exc:
         API_ERRORS.labels("chat_query", "503").inc()
         raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, f"Temporal: {exc.message}", headers={"Retry-After": "5"}
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"Temporal: {exc.message}", headers=RETRY_AFTER
         ) from exc

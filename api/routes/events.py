@@ -8,7 +8,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import ValidationError
 
-from api.deps import BearerDep, SettingsDep, StoreDep, require_token, token_accepted, unauthorized
+from api.deps import (
+    RETRY_AFTER,
+    BearerDep,
+    SettingsDep,
+    StoreDep,
+    require_token,
+    token_accepted,
+    unauthorized,
+)
 from api.metrics import DEPLOY_EVENTS
 from api.routes.logs import NO_NUL, TimeOutOfRange, content_type_of, read_capped_body, to_utc, window
 from vigil.models import DeployEvent, DeployEventRef, StoredDeployEvent
@@ -39,7 +47,7 @@ def _unstorable_field(event: DeployEvent) -> str | None:
 
 def _refuse(code: int, reason: str, detail: str) -> HTTPException:
     DEPLOY_EVENTS.labels(reason).inc()
-    headers = {"Retry-After": "5"} if code == status.HTTP_503_SERVICE_UNAVAILABLE else None
+    headers = RETRY_AFTER if code == status.HTTP_503_SERVICE_UNAVAILABLE else None
     return HTTPException(code, detail, headers=headers)
 
 

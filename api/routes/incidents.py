@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import ClientDep, StoreDep, require_token
+from api.deps import RETRY_AFTER, ClientDep, StoreDep, require_token
 from api.metrics import API_ERRORS
 from vigil import incident_list
 from vigil.incident_list import IncidentLocation
@@ -33,7 +33,6 @@ M = TypeVar("M", bound=BaseModel)
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"], dependencies=[Depends(require_token)])
 
 IncidentId = Annotated[str, Path(pattern=incident_list.INCIDENT_ID_PATTERN, description="Incident id.")]
-RETRY_AFTER = {"Retry-After": "5"}
 ServiceFilter = Annotated[str | None, Query(pattern=incident_list.SERVICE_PATTERN)]
 
 

@@ -13,7 +13,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 
-from api.deps import BearerDep, SettingsDep, StoreDep, require_token, token_accepted, unauthorized
+from api.deps import (
+    RETRY_AFTER,
+    BearerDep,
+    SettingsDep,
+    StoreDep,
+    require_token,
+    token_accepted,
+    unauthorized,
+)
 from api.metrics import LOG_LINES_RECEIVED, LOG_REQUESTS
 from vigil.logs import (
     LogPayloadError,
@@ -75,7 +83,7 @@ def _refuse(fmt: str, code: int, reason: str, detail: object, rejected_lines: in
     LOG_REQUESTS.labels(fmt, reason).inc()
     if rejected_lines:
         LOG_LINES_RECEIVED.labels(fmt, "rejected").inc(rejected_lines)
-    headers = {"Retry-After": "5"} if code == status.HTTP_503_SERVICE_UNAVAILABLE else None
+    headers = RETRY_AFTER if code == status.HTTP_503_SERVICE_UNAVAILABLE else None
     return HTTPException(code, detail, headers=headers)
 
 
