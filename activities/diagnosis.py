@@ -34,10 +34,12 @@ from vigil.models import AlertRecord, DiagnoseInput, Diagnosis, LLMDiagnoseInput
 from vigil.models import LogRecord as StoredLogRecord
 from vigil.prometheus import expr_from_generator_url, measured, query_range
 from vigil.rca.docqa import answer, retrieve
-from vigil.rca.engine import NO_LLM, deterministic_rca, llm_rca
+from vigil.rca.engine import NO_LLM, deterministic_rca, link_catalogue_actions, llm_rca
 from vigil.rca.llm import LLMError, llm_configured
 from vigil.rca.models import ChatAnswer, ChatQuery, RootCauseAnalysis
-from vigil.rca.retrieval import IncidentKnowledge
+from vigil.rca.retrieval import IncidentKnowledge, runbooks_dir
+from vigil.remediation.catalogue import load_configured_catalogue
+from vigil.remediation.errors import RemediationConfigError
 from vigil.settings import Settings
 from vigil.store.database import Store
 
@@ -170,9 +172,22 @@ class DiagnosisActivities:
             runbooks, incidents = [], []
         configured = llm_configured(self._settings)
         rca = deterministic_rca(report, runbooks, incidents, llm_error=None if configured else NO_LLM)
+        try:
+            rca = await asyncio.to_thread(self._link_actions, rca, data.alerts)
+        except Exception as exc:  # links are an aid: a broken runbook folder must not block the diagnosis
+            log.warning("runbook links not read for %s: %s", data.incident_id, exc)
         await self._store.save_diagnosis(data.incident_id, rca)
         _count("vigil_diagnoses_total", "Diagnoses written.", source=rca.source, category=rca.category.value)
         return Diagnosis(rca=rca, llm_configured=configured, log_lines=len(bundle.logs))
+
+    def _link_actions(self, rca: RootCauseAnalysis, alerts: list[AlertRecord]) -> RootCauseAnalysis:
+        """The catalogue actions the alerts' and the retrieved runbooks link, first; `llm_rca` keeps them."""
+        try:
+            names: set[str] | None = set(load_configured_catalogue(self._settings).actions)
+        except RemediationConfigError as exc:
+            log.warning("the action catalogue does not load, runbook links are not checked against it: %s", exc)
+            names = None
+        return link_catalogue_actions(rca, alerts, runbooks_dir(self._settings), known_actions=names)
 
     @activity.defn(name="llm_diagnose")
     async def llm_diagnose(self, data: LLMDiagnoseInput) -> RootCauseAnalysis:

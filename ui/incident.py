@@ -179,6 +179,10 @@ def _diagnosis(rca: RootCauseAnalysis) -> None:
         _heading("Recommended actions")
         for action in rca.recommended_actions:
             with ui.row().classes("items-center gap-1"):
+                if action.catalogue_action:
+                    ui.badge(action.catalogue_action).classes("font-mono").tooltip(
+                        "catalogue action linked from a runbook: the workflow may propose it"
+                    )
                 ui.label(action.action)
                 _chips(action.evidence, known)
                 if action.runbook:

@@ -7,7 +7,9 @@ why.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
 
 from vigil.analysis.fingerprints import truncate
 from vigil.analysis.models import Category
@@ -19,11 +21,24 @@ from vigil.rca.llm import LLMError, ask_structured
 from vigil.rca.models import Claim, Hypothesis, LLMAnswer, RCAAction, RCARootCause, RootCauseAnalysis
 from vigil.rca.prompt import answer_schema, build_messages
 from vigil.rca.verify import verify_answer
+from vigil.remediation.links import runbook_for_url, runbook_links
 from vigil.settings import Settings
 
 MAX_HYPOTHESES = 4
 MAX_CLAIMS = 6
 NO_LLM = "no LLM configured (LLM_BASE_URL is unset)"
+LINKED_RUNBOOKS = 3
+"""Retrieved runbooks, by rank, whose linked catalogue actions are recommended."""
+
+
+class AlertLike(Protocol):
+    """What linking needs of an alert: an `AlertRecord` of the incident, or an alert of an analysis bundle."""
+
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+
+    @property
+    def annotations(self) -> Mapping[str, str]: ...
 
 
 def _hypotheses(report: AnalysisReport, support: dict[str, float]) -> list[Hypothesis]:
@@ -103,6 +118,65 @@ def deterministic_rca(
     )
 
 
+def link_catalogue_actions(
+    rca: RootCauseAnalysis,
+    alerts: Sequence[AlertLike],
+    folder: Path,
+    *,
+    known_actions: Collection[str] | None = None,
+) -> RootCauseAnalysis:
+    """`rca` with the catalogue actions that runbooks link put first among its recommended actions: those linked
+    from the runbooks of the alerts' `runbook_url` annotations (the operator's explicit choice), then those linked
+    from the retrieved runbooks in rank order (top `LINKED_RUNBOOKS`); each action once. Links come only from the
+    runbook files in `folder`, never from log, alert or model text. With `known_actions`, links to actions that
+    are not in the catalogue are left out.
+
+    Each one cites evidence the RCA has: the alert's evidence item (`alert:<name>`) for the alert's runbook, else
+    the runbook's `runbook:<n>` item when it was retrieved; a linked action with neither is kept without
+    evidence."""
+    links = runbook_links(folder)
+    known = {item.id for item in rca.evidence}
+    retrieved: dict[str, str] = {}
+    for n, hit in enumerate(rca.runbooks, start=1):
+        if hit.collection == "runbooks" and knowledge_id(hit, n) in known:
+            retrieved.setdefault(hit.source, knowledge_id(hit, n))
+    linked: dict[str, RCAAction] = {}
+
+    def add(source: str, evidence: list[str], why: str) -> None:
+        for name in links.get(source, []):
+            if name in linked or (known_actions is not None and name not in known_actions):
+                continue
+            linked[name] = RCAAction(
+                action=f"Run catalogue action `{name}` (linked from runbook {source}{why})",
+                evidence=evidence,
+                runbook=source,
+                catalogue_action=name,
+            )
+
+    for alert in alerts:
+        url = alert.annotations.get("runbook_url")
+        source = runbook_for_url(url, folder) if url else None
+        if source is None:
+            continue
+        name = alert.labels.get("alertname", "alert")
+        alert_id = f"alert:{name}"
+        evidence = [alert_id] if alert_id in known else [retrieved[source]] if source in retrieved else []
+        add(source, evidence, f", the runbook of alert {name}")
+    for hit in rca.runbooks[:LINKED_RUNBOOKS]:
+        if hit.source in retrieved:
+            add(hit.source, [retrieved[hit.source]], "")
+    if not linked:
+        return rca
+    earlier = [a for a in rca.recommended_actions if a.catalogue_action and a.catalogue_action not in linked]
+    others = [a for a in rca.recommended_actions if not a.catalogue_action]
+    return rca.model_copy(update={"recommended_actions": [*linked.values(), *earlier, *others]})
+
+
+def catalogue_actions(rca: RootCauseAnalysis) -> list[RCAAction]:
+    """The recommended actions of `rca` that name a catalogue action (set by `link_catalogue_actions` only)."""
+    return [a for a in rca.recommended_actions if a.catalogue_action]
+
+
 def _hint(det: RootCauseAnalysis) -> str:
     ranked = sorted(det.probabilities.items(), key=lambda kv: -kv[1])[:3]
     probs = ", ".join(f"{c} {p:.2f}" for c, p in ranked)
@@ -148,7 +222,9 @@ async def llm_rca(
         root_cause=verified.root_cause,
         hypotheses=det.hypotheses,
         claims=verified.claims,
-        recommended_actions=verified.actions,
+        # The runbook-linked catalogue actions stay first; the model's own actions never name one (the verifier
+        # builds them without `catalogue_action`), whatever their text says.
+        recommended_actions=[*catalogue_actions(det), *verified.actions],
         dropped=verified.dropped,
         evidence=det.evidence,
         runbooks=det.runbooks,

@@ -77,6 +77,11 @@ class RCAAction(BaseModel):
     action: str
     evidence: list[str]
     runbook: str | None = None
+    catalogue_action: str | None = Field(
+        default=None,
+        description="The catalogue action this recommendation names; the workflow may propose it. Only a runbook's "
+        "link sets it, never the text of logs or of a model.",
+    )
 
 
 class Hypothesis(BaseModel):
