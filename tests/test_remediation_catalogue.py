@@ -17,7 +17,7 @@ from vigil.remediation.actions import Action, PromqlVerification
 from vigil.remediation.catalogue import Catalogue, load_catalogue, load_configured_catalogue
 from vigil.remediation.errors import BindingError, RemediationConfigError
 from vigil.remediation.parameters import bind
-from vigil.remediation.policy import Policy, configured_policy_path, decide, load_policy
+from vigil.remediation.policy import Policy, decide, load_configured_policy, load_policy
 from vigil.remediation.templates import resolve_reference
 from vigil.settings import Settings, get_settings
 
@@ -73,7 +73,7 @@ def test_shipped_catalogue_and_policy_load(shipped: Catalogue) -> None:
     assert urls == fixes
     assert all(a.targets_toyprod and isinstance(a.verification, PromqlVerification) for a in shipped.actions.values())
     assert len(shipped.actions) == len(fixes)  # one action per fix: toyprod's pool only grows, nothing to undo
-    policy = load_policy(configured_policy_path(Settings()), shipped)
+    policy = load_configured_policy(Settings(), shipped)
     assert policy.rules
     labels = {"service": "toyprod", "namespace": "demo"}
     assert bind(shipped.get("toyprod-grow-db-pool"), labels, None) == {"service": "toyprod", "size": "20"}
@@ -255,7 +255,7 @@ def test_dry_run_is_on_unless_the_action_targets_toyprod(shipped: Catalogue) -> 
     assert decide(Policy(), action(), labels, Severity.CRITICAL, 1.0).dry_run is True
     assert decide(Policy(), shipped.get("toyprod-restart"), labels, Severity.CRITICAL, 1.0).dry_run is False
     assert decide(Policy(dry_run=True), shipped.get("toyprod-restart"), labels, Severity.CRITICAL, 1.0).dry_run
-    shipped_policy = load_policy(configured_policy_path(Settings()), shipped)
+    shipped_policy = load_configured_policy(Settings(), shipped)
     decision = decide(shipped_policy, shipped.get("toyprod-restart"), labels, Severity.WARNING, 0.9)
     assert (decision.mode, decision.rule_name) == ("auto", "toyprod-safe-fixes-auto")
     vigil = decide(shipped_policy, shipped.get("toyprod-restart"), {"namespace": "vigil"}, Severity.CRITICAL, 1.0)

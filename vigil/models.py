@@ -12,6 +12,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from vigil.rca.models import RootCauseAnalysis
+from vigil.remediation.models import ActionRun
+from vigil.severity import Severity as Severity
 
 Label = Annotated[str, StringConstraints(max_length=1024)]
 Actor = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -27,17 +29,6 @@ class AlertSource(StrEnum):
 class AlertStatus(StrEnum):
     FIRING = "firing"
     RESOLVED = "resolved"
-
-
-class Severity(StrEnum):
-    CRITICAL = "critical"
-    HIGH = "high"
-    WARNING = "warning"
-    INFO = "info"
-
-    @property
-    def rank(self) -> int:
-        return list(Severity).index(self)
 
 
 class IncidentStatus(StrEnum):
@@ -130,6 +121,9 @@ class TimelineKind(StrEnum):
     DIAGNOSED = "diagnosed"
     REFUSED = "refused"
     ALERTS_OVERFLOWED = "alerts_overflowed"
+    REMEDIATION_RUN = "remediation_run"
+    VERIFIED = "verified"
+    NOT_RECOVERED = "not_recovered"
 
 
 class TimelineEvent(BaseModel):
@@ -148,6 +142,9 @@ class RemediationProposal(BaseModel):
     params: dict[str, Annotated[str, StringConstraints(max_length=2000)]] = Field(default_factory=dict)
     proposed_by: Actor
     reason: Reason = ""
+    evidence: list[Annotated[str, StringConstraints(max_length=120)]] = Field(
+        default_factory=list, max_length=12, description="Ids of the diagnosis evidence that supports it."
+    )
 
 
 class Decision(StrEnum):
@@ -163,6 +160,9 @@ class ApprovalRequest(BaseModel):
     decision: Decision
     by: Actor
     reason: Reason = ""
+    proposal_id: int | None = Field(
+        default=None, description="The proposal this decides (from its message or page); another one pending: 409."
+    )
 
 
 class ResolveRequest(BaseModel):
@@ -178,6 +178,10 @@ class PendingApproval(BaseModel):
     proposal: RemediationProposal
     requested_at: datetime
     escalation_level: int = 0
+    proposal_id: int = Field(default=0, description="Sequence number of its timeline event; 0 in older incidents.")
+    policy_rule: str | None = Field(default=None, description="The policy rule that decided, for Vigil's proposals.")
+    policy_reason: str = ""
+    dry_run: bool = Field(default=False, description="The policy says it would only pretend.")
 
 
 class ApprovalOutcome(BaseModel):
@@ -189,6 +193,7 @@ class ApprovalOutcome(BaseModel):
     action: str
     status: IncidentStatus
     decided_at: datetime
+    proposal_id: int = 0
 
 
 class IncidentState(BaseModel):
@@ -218,6 +223,11 @@ class IncidentState(BaseModel):
     )
     alert_bytes: int = Field(default=0, description="Estimated size of the alerts kept, for the overflow rule.")
     diagnosis_pending: bool = Field(default=False, description="A diagnosis is running (or handed to the next run).")
+    actions: list[ActionRun] = Field(default_factory=list, description="Approved proposals carried out, in order.")
+    remediation_candidates: list[str] = Field(
+        default_factory=list, description="Catalogue actions the diagnosis recommends, best first."
+    )
+    vigil_proposed: bool = Field(default=False, description="Vigil has proposed from its diagnosis once.")
     overflow_alerts: int = Field(
         default=0, description="Notifications of new fingerprints past the per-incident cap: counted, not kept."
     )

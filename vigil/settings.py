@@ -130,6 +130,9 @@ class Settings(BaseSettings):
         default=4096, gt=256, description="Prompt budget: evidence, runbooks and incidents are cut to fit."
     )
 
+    shipped_actions: bool = Field(
+        default=True, description="Load the shipped toyprod actions in runbooks/actions; off: only VIGIL_ACTIONS_DIRS."
+    )
     actions_dirs: Annotated[list[Path], NoDecode] = Field(
         default=[],
         description="Folders of remediation action files (*.yml), comma-separated, loaded after the shipped ones.",

@@ -19,11 +19,15 @@ from temporalio.worker import Worker
 
 from activities.analysis import analyze_bundle
 from activities.diagnosis import DiagnosisActivities
+from activities.remediation import RemediationActivities
 from activities.retention import RetentionActivities
 from activities.store import StoreActivities
 from activities.worker_info import worker_info
 from vigil.mttx import HISTOGRAM_BUCKETS
 from vigil.rca.retrieval import IncidentKnowledge
+from vigil.remediation.catalogue import load_configured_catalogue
+from vigil.remediation.errors import RemediationConfigError
+from vigil.remediation.policy import load_configured_policy
 from vigil.settings import INCIDENTS_TASK_QUEUE, INTEGRATIONS_TASK_QUEUE, ML_TASK_QUEUE, Settings
 from vigil.store.database import Store, database_url
 from vigil.temporal import connect
@@ -84,6 +88,15 @@ async def build_worker(
             diagnosis.answer_question,
             diagnosis.index_resolved_incident,
         ]
+    elif role == "integrations":
+        # An invalid catalogue or policy raises RemediationConfigError (every problem listed): no worker starts.
+        catalogue = load_configured_catalogue(settings)
+        policy = load_configured_policy(settings, catalogue)
+        store = await Store.open(database_url(settings), max_size=4)
+        stack.push_async_callback(store.close)
+        remediation = RemediationActivities(store, catalogue, policy, settings)
+        activities += [remediation.plan_remediation, remediation.run_remediation_action, remediation.measure_recovery]
+        log.info("remediation: %d action(s), %d policy rule(s)", len(catalogue.actions), len(policy.rules))
     return Worker(client, task_queue=TASK_QUEUES[role], workflows=workflows, activities=activities)
 
 
@@ -114,7 +127,11 @@ async def run_worker(role: str, settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with AsyncExitStack() as stack:
-        worker = await build_worker(role, client, stack, settings)
+        try:
+            worker = await build_worker(role, client, stack, settings)
+        except RemediationConfigError as exc:
+            log.error("worker %s cannot start: %s", role, exc)
+            raise SystemExit(1) from None
         if role == "incidents":
             await ensure_retention_schedule(client)
         async with worker:

@@ -1,5 +1,6 @@
 """Remediation actions under a policy: the action catalogue (`runbooks/actions/*.yml`), parameter binding from
-trusted sources only, and the remediation policy (`runbooks/policy.yml`) that decides auto / approval / never.
+trusted sources only, the remediation policy (`runbooks/policy.yml`) that decides auto / approval / never, the
+runbook links that name actions, planning, execution with redacted output, and recovery measurement.
 
-Nothing here has side effects: executors that carry actions out live elsewhere and take what this package
-validated."""
+Only `execution` and `verification` reach the outside world; the integrations worker's activities
+(`activities/remediation.py`) call them with what the rest of this package validated."""

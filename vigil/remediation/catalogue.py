@@ -37,7 +37,8 @@ class Catalogue:
 
 
 def configured_action_paths(settings: Settings) -> list[Path]:
-    return [SHIPPED_ACTIONS, *settings.actions_dirs]
+    """The shipped actions (unless `shipped_actions` is off), then `VIGIL_ACTIONS_DIRS`."""
+    return [*([SHIPPED_ACTIONS] if settings.shipped_actions else []), *settings.actions_dirs]
 
 
 def action_files(paths: Iterable[Path]) -> tuple[list[Path], list[Problem]]:

@@ -130,5 +130,14 @@ def load_policy(path: Path, catalogue: Catalogue | None = None) -> Policy:
     return policy
 
 
-def configured_policy_path(settings: Settings) -> Path:
-    return settings.remediation_policy_path or SHIPPED_POLICY
+def configured_policy_path(settings: Settings) -> Path | None:
+    """The policy file: VIGIL_REMEDIATION_POLICY, else the shipped one while the shipped actions it names are
+    loaded; None: no file, every action waits for approval (`Policy()`)."""
+    if settings.remediation_policy_path is not None:
+        return settings.remediation_policy_path
+    return SHIPPED_POLICY if settings.shipped_actions else None
+
+
+def load_configured_policy(settings: Settings, catalogue: Catalogue | None = None) -> Policy:
+    path = configured_policy_path(settings)
+    return Policy() if path is None else load_policy(path, catalogue)

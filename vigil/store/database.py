@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import asyncpg
+from pydantic import BaseModel
 
 from vigil.models import (
     AlertRecord,
@@ -169,6 +170,30 @@ def store_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.InterfaceError):
         return type(exc) is asyncpg.InterfaceError
     return isinstance(exc, STORE_UNAVAILABLE)
+
+
+class ActionRun(BaseModel):
+    """A row of `action_runs`: one remediation run, keyed by incident + proposal (+ `/rollback`)."""
+
+    key: str
+    incident_id: str
+    proposal_id: int
+    action: str
+    params: dict[str, str]
+    dry_run: bool
+    status: str
+    """'running' until finished; then an `ActionOutcome` value ('unknown' when a dead attempt was not re-run)."""
+    output: str
+    attempts: int
+    """How many times the executor was started for this key."""
+    started_at: datetime
+    finished_at: datetime | None
+
+
+ACTION_RUN_RUNNING = "running"
+_RUN_COLUMNS = (
+    "key, incident_id, proposal_id, action, params, dry_run, status, output, attempts, started_at, finished_at"
+)
 
 
 class Store:
@@ -373,6 +398,66 @@ class Store:
     async def timings(self, incident_id: str) -> IncidentTimings | None:
         value = await self._pool.fetchval("SELECT timings FROM incident_timings WHERE incident_id = $1", incident_id)
         return None if value is None else IncidentTimings.model_validate(value)
+
+    async def claim_action_run(
+        self, key: str, *, incident_id: str, proposal_id: int, action: str, params: dict[str, str], dry_run: bool
+    ) -> tuple[ActionRun, bool]:
+        """Record that the run `key` starts (status 'running'), unless a row for `key` exists: then that row.
+        Returns the row and whether this call created it; one statement per case, so two attempts never both
+        claim a key (the loser reads the winner's row)."""
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                f"INSERT INTO action_runs (key, incident_id, proposal_id, action, params, dry_run, status) "
+                f"VALUES ($1, $2, $3, $4, $5, $6, 'running') ON CONFLICT (key) DO NOTHING RETURNING {_RUN_COLUMNS}",
+                key,
+                incident_id,
+                proposal_id,
+                action,
+                params,
+                dry_run,
+            )
+            if row is not None:
+                return ActionRun.model_validate(dict(row)), True
+            row = await conn.fetchrow(f"SELECT {_RUN_COLUMNS} FROM action_runs WHERE key = $1", key)
+        if row is None:  # rows are never deleted; a vanished one is a bug, never answer as if claimed
+            raise RuntimeError(f"action run {key!r} vanished while being claimed")
+        return ActionRun.model_validate(dict(row)), False
+
+    async def restart_action_run(self, key: str) -> ActionRun | None:
+        """Run a still 'running' key once more (an idempotent action whose earlier attempt died): one more attempt,
+        started now. None when the row is no longer 'running' (another attempt finished it meanwhile)."""
+        row = await self._pool.fetchrow(
+            f"UPDATE action_runs SET attempts = attempts + 1, started_at = now() "
+            f"WHERE key = $1 AND status = 'running' RETURNING {_RUN_COLUMNS}",
+            key,
+        )
+        return None if row is None else ActionRun.model_validate(dict(row))
+
+    async def finish_action_run(
+        self, key: str, status: str, output: str, *, only_running: bool = False
+    ) -> ActionRun | None:
+        """Record a run's end: its status (an outcome, or 'unknown'), redacted output and finish time. None when
+        there is no such row, or with `only_running` when it is no longer 'running'."""
+        row = await self._pool.fetchrow(
+            f"UPDATE action_runs SET status = $2, output = $3, finished_at = now() "
+            f"WHERE key = $1 AND (NOT $4 OR status = 'running') RETURNING {_RUN_COLUMNS}",
+            key,
+            status,
+            output,
+            only_running,
+        )
+        return None if row is None else ActionRun.model_validate(dict(row))
+
+    async def action_run(self, key: str) -> ActionRun | None:
+        row = await self._pool.fetchrow(f"SELECT {_RUN_COLUMNS} FROM action_runs WHERE key = $1", key)
+        return None if row is None else ActionRun.model_validate(dict(row))
+
+    async def action_runs(self, incident_id: str) -> list[ActionRun]:
+        """An incident's remediation runs, oldest first."""
+        records = await self._pool.fetch(
+            f"SELECT {_RUN_COLUMNS} FROM action_runs WHERE incident_id = $1 ORDER BY started_at, key", incident_id
+        )
+        return [ActionRun.model_validate(dict(r)) for r in records]
 
     async def save_diagnosis(self, incident_id: str, rca: RootCauseAnalysis) -> None:
         """Upsert the incident's diagnosis of this source (idempotent: a retried activity rewrites the row)."""
