@@ -20,7 +20,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.vigil_up import VigilUp, person_env, poll
+from tests.vigil_up import SHORT_MONITORING, VigilUp, person_env, poll
 from vigil.stack.monitoring import INFRA_DIR, find_binaries
 
 TOYPROD_LABELS = {"service": "toyprod", "namespace": "demo"}
@@ -44,12 +44,7 @@ def stack(tmp_path: Path) -> Iterator[VigilUp]:
     env.update(
         {
             "VIGIL_API_TOKEN": secrets.token_urlsafe(16),  # Alertmanager must send it from its credentials file
-            "VIGIL_TOYPROD_TRAFFIC_RPS": "20",
-            "VIGIL_MONITORING_SCRAPE_INTERVAL": "1s",
-            "VIGIL_MONITORING_EVALUATION_INTERVAL": "1s",
-            "VIGIL_MONITORING_ALERT_FOR": "5s",
-            "VIGIL_MONITORING_GROUP_WAIT": "1s",
-            "VIGIL_MONITORING_GROUP_INTERVAL": "2s",
+            **SHORT_MONITORING,
             "VIGIL_RUNBOOKS_DIR": str(Path(__file__).parent / "fixtures" / "runbooks"),  # a fast first index
         }
     )

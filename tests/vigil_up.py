@@ -31,6 +31,15 @@ PORT_SETTINGS = (
     "ALERTMANAGER_PORT",
 )
 T = TypeVar("T")
+SHORT_MONITORING = {
+    "VIGIL_TOYPROD_TRAFFIC_RPS": "20",
+    "VIGIL_MONITORING_SCRAPE_INTERVAL": "1s",
+    "VIGIL_MONITORING_EVALUATION_INTERVAL": "1s",
+    "VIGIL_MONITORING_ALERT_FOR": "5s",
+    "VIGIL_MONITORING_GROUP_WAIT": "1s",
+    "VIGIL_MONITORING_GROUP_INTERVAL": "2s",
+}
+"""Toyprod under traffic, and Prometheus and Alertmanager with timings a test can wait for (the rules unchanged)."""
 
 
 def poll(probe: Callable[[], T | None], timeout: float, what: Callable[[], str], every: float = 0.2) -> T:

@@ -27,6 +27,9 @@ ACTION_KINDS = frozenset(
         TimelineKind.APPROVED,
         TimelineKind.REJECTED,
         TimelineKind.REFUSED,
+        TimelineKind.REMEDIATION_RUN,
+        TimelineKind.VERIFIED,
+        TimelineKind.NOT_RECOVERED,
         TimelineKind.ESCALATED,
         TimelineKind.RESOLVED,
     }
@@ -178,7 +181,8 @@ def _root_cause(detail: IncidentDetail) -> list[str]:
 
 
 def _actions(events: Sequence[TimelineEvent]) -> list[str]:
-    """Proposals with what became of them, decisions, refused attempts, escalations and the resolution."""
+    """Proposals with what became of them, decisions, refused attempts, actions run with their verified outcome,
+    escalations and the resolution."""
     taken = [event for event in events if event.kind in ACTION_KINDS]
     if not taken:
         return ["No action was proposed, decided or refused."]
@@ -220,7 +224,8 @@ def _follow_ups(rca: RootCauseAnalysis | None, events: Sequence[TimelineEvent]) 
     }
     lines = []
     for action in rca.recommended_actions:
-        if action.action.strip().casefold() in taken:
+        names = {action.action.strip().casefold(), (action.catalogue_action or "").casefold()}
+        if names & taken:
             continue
         refs = ", ".join(action.evidence)
         runbook = f"; runbook: {md_text(action.runbook)}" if action.runbook else ""

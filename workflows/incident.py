@@ -2,10 +2,14 @@
 
 Stages, in order (DESIGN.md, "The incident workflow"):
 open -> debounce (collect the alert storm) -> triage -> monitoring, with approval and remediation branching off
-monitoring and a reopen window after resolution. Analysis, retrieval, diagnosis, notification and automated
-remediation belong to later work; they plug in at `_triage` and `_remediate`, and until then the workflow does
-not pretend to run them. Triage diagnoses on the ml worker: the deterministic RCA first, then the LLM's when one
-is configured; a closed incident with a diagnosis is indexed into the knowledge base.
+monitoring and a reopen window after resolution. Triage diagnoses on the ml worker: the deterministic RCA first,
+then the LLM's when one is configured; a closed incident with a diagnosis is indexed into the knowledge base.
+
+Remediation closes the loop: after the diagnosis the workflow proposes the first catalogue action its runbooks
+link (the policy may approve it at once); an approved action runs on the integrations worker, and recovery is
+verified with workflow timers (the action's PromQL check, then the incident's alerts resolved). Not recovered:
+the action's rollback runs, the incident is escalated and the next candidate awaits a human. Notification
+plugs in at the same points.
 """
 
 from __future__ import annotations
@@ -43,12 +47,24 @@ with workflow.unsafe.imports_passed_through():
         PersistIncidentInput,
         RemediationProposal,
         ResolveRequest,
+        Severity,
         TimelineEvent,
         TimelineKind,
     )
     from vigil.mttx import mttx
     from vigil.rca.models import RootCauseAnalysis
-    from vigil.settings import ML_TASK_QUEUE
+    from vigil.remediation.models import (
+        ActionOutcome,
+        ActionResult,
+        ActionRun,
+        MeasureInput,
+        Measurement,
+        PlanInput,
+        RemediationPlan,
+        RunActionInput,
+        VerificationOutcome,
+    )
+    from vigil.settings import INTEGRATIONS_TASK_QUEUE, ML_TASK_QUEUE
     from vigil.temporal import CATEGORY_ATTR, INCIDENT_ATTR, SERVICE_ATTR, SEVERITY_ATTR, STATUS_ATTR
 
 RECENT_TIMELINE = 200
@@ -84,6 +100,18 @@ INDEX_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempt
 LLM_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_attempts=3, non_retryable_error_types=["LLMRejected"]
 )
+REMEDIATION_PATCH = "remediation-loop-v1"
+"""Vigil proposes from its diagnosis; approved catalogue actions run, are verified, rolled back, escalated."""
+PLAN_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5)
+ACTION_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=30))
+"""A lost worker is noticed through the heartbeat and the action retried elsewhere: the activity's idempotency
+record (incident + proposal) keeps a non-idempotent action from running twice."""
+ACTION_HEARTBEAT = timedelta(seconds=10)
+ACTION_DEADLINE = timedelta(hours=2)
+MEASURE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+MAX_POLL_SECONDS = 15.0
+MIN_POLL_SECONDS = 2.0
+VIGIL = "vigil"
 
 
 @workflow.defn
@@ -148,7 +176,7 @@ class IncidentWorkflow:
             if status is IncidentStatus.AWAITING_APPROVAL:
                 await self._await_decision()
             elif status is IncidentStatus.REMEDIATING:
-                self._remediate()
+                await self._remediate()
             elif status is IncidentStatus.RESOLVED:
                 await self._await_reopen_or_close()
             else:
@@ -210,6 +238,8 @@ class IncidentWorkflow:
         self._state.diagnosis_pending = True
         try:
             await self._diagnose_once()
+            if self._state.diagnosis is not None and workflow.patched(REMEDIATION_PATCH):
+                await self._propose_from_diagnosis(self._state.diagnosis)
         finally:
             self._state.diagnosis_pending = False
 
@@ -278,10 +308,36 @@ class IncidentWorkflow:
         )
         self._set_details()
 
-    def _remediate(self) -> None:
-        """Act on an approved proposal. No remediation executor is installed yet, so a person carries it out;
-        the workflow says so in the timeline and goes on to verify recovery from the alerts."""
-        action = self._state.decisions[-1].action if self._state.decisions else "unknown"
+    async def _remediate(self) -> None:
+        """Carry out the approved proposal: run it, verify recovery, roll back and escalate when it did not help."""
+        if not workflow.patched(REMEDIATION_PATCH):
+            self._remediate_by_hand(self._state.decisions[-1].action if self._state.decisions else "unknown")
+            return
+        run = next((r for r in reversed(self._state.actions) if r.verification is None), None)
+        if run is None:
+            self._set_status(IncidentStatus.MONITORING)
+            return
+        if run.result is None:
+            run.result = await self._run_action(run, run.action, rollback=False)
+            if not self._verifiable(run, run.result):
+                return
+            assert run.result.verification is not None  # _verifiable
+            run.verify_until = workflow.now() + timedelta(seconds=run.result.verification.within_seconds)
+            self._touch()
+        recovered, detail = await self._verify(run)
+        if recovered is None and self._state.status is IncidentStatus.REMEDIATING:
+            return  # continue-as-new is due: the next run resumes this verification, at the same deadline
+        if recovered is None:
+            self._finish(run, VerificationOutcome.SKIPPED, detail)
+        elif recovered:
+            self._finish(run, VerificationOutcome.RECOVERED, detail)
+            self._record(TimelineKind.VERIFIED, f"'{run.action}' verified: {detail}", data={"action": run.action})
+            self._end_remediating()
+        else:
+            await self._not_recovered(run, detail)
+
+    def _remediate_by_hand(self, action: str) -> None:
+        """An approved action with no executor: a person carries it out; recovery is seen in the alerts."""
         self._record(
             TimelineKind.STATUS,
             f"No automated executor is installed for action '{action}': carry it out by hand; "
@@ -289,6 +345,270 @@ class IncidentWorkflow:
             data={"action": action},
         )
         self._set_status(IncidentStatus.MONITORING)
+
+    async def _run_action(self, run: ActionRun, action: str, *, rollback: bool) -> ActionResult:
+        data = RunActionInput(
+            incident_id=self._state.incident_id,
+            proposal_id=run.proposal_id,
+            action=action,
+            params={} if rollback else run.params,
+            rollback=rollback,
+            **self._remediation_context(),
+        )
+        try:
+            result: ActionResult = await workflow.execute_activity(
+                "run_remediation_action",
+                data,
+                result_type=ActionResult,
+                task_queue=INTEGRATIONS_TASK_QUEUE,
+                start_to_close_timeout=timedelta(hours=1, minutes=5),
+                schedule_to_close_timeout=ACTION_DEADLINE,
+                heartbeat_timeout=ACTION_HEARTBEAT,
+                retry_policy=ACTION_RETRY,
+                summary=f"{'roll back' if rollback else 'run'} {action}",
+            )
+        except ActivityError as exc:
+            result = ActionResult(
+                action=action,
+                key=data.key,
+                outcome=ActionOutcome.UNKNOWN,
+                output=f"the integrations worker did not report a result: {_cause(exc)}",
+                executed=False,
+            )
+        verb = "Rollback" if rollback else "Action"
+        self._record(
+            TimelineKind.REMEDIATION_RUN,
+            f"{verb} '{action}' {result.outcome.value}"
+            + (" (dry run: nothing changed)" if result.dry_run else "")
+            + (f": {result.output[:300]}" if result.output else ""),
+            data={
+                "action": action,
+                "proposal_id": run.proposal_id,
+                "rollback": rollback,
+                "outcome": result.outcome.value,
+                "output": result.output,
+                "params": result.params,
+                "dry_run": result.dry_run,
+                "executed": result.executed,
+            },
+        )
+        return result
+
+    def _verifiable(self, run: ActionRun, result: ActionResult) -> bool:
+        """Whether the run goes on to verification; otherwise it is finished here, and said why."""
+        if result.outcome is ActionOutcome.NOT_IN_CATALOGUE:
+            self._finish(run, VerificationOutcome.SKIPPED, "not a catalogue action")
+            self._remediate_by_hand(run.action)
+            return False
+        if result.outcome in (ActionOutcome.FAILED, ActionOutcome.REFUSED):
+            self._finish(run, VerificationOutcome.NOT_RECOVERED, f"the action {result.outcome.value}")
+            self._escalate(run, f"'{run.action}' {result.outcome.value}: {result.output[:300]}")
+            self._end_remediating()
+            return False
+        if result.outcome is ActionOutcome.DRY_RUN or result.verification is None:
+            why = "dry run: nothing to verify" if result.dry_run else "the action declares no verification"
+            self._finish(run, VerificationOutcome.SKIPPED, why)
+            self._end_remediating()
+            return False
+        return True
+
+    async def _verify(self, run: ActionRun) -> tuple[bool | None, str]:
+        """Recovered (True), not recovered (False), or not decided here (None: a person resolved the incident, or
+        continue-as-new is due), and how it was seen.
+
+        The action's PromQL condition must hold for its `for_seconds`, then every alert of the incident must be
+        resolved, both before `verify_until`. Polls and waits are workflow timers: a worker that dies meanwhile
+        loses nothing, and after a continue-as-new the next run resumes at the same deadline (the condition's
+        window starts again)."""
+        assert run.result is not None
+        assert run.result.verification is not None
+        assert run.verify_until is not None
+        spec = run.result.verification
+        deadline = run.verify_until
+        window = f"{spec.within_seconds:g}s"
+        held = ""
+        if spec.promql is not None and spec.condition is not None:
+            check = f"`{spec.promql}` {spec.condition}"
+            poll = min(max(spec.for_seconds / 6, MIN_POLL_SECONDS), MAX_POLL_SECONDS)
+            held_since: datetime | None = None
+            last = Measurement(value=None, holds=False, detail="not measured")
+            while True:
+                if self._state.status is not IncidentStatus.REMEDIATING:
+                    return None, f"verification stopped: the incident is {self._state.status.value}"
+                if self._continue_as_new_due():
+                    return None, "handed over to the next run"
+                last = await self._measure(spec.promql, spec.condition)
+                now = workflow.now()
+                held_since = (held_since or now) if last.holds else None
+                if held_since is not None and (now - held_since).total_seconds() >= spec.for_seconds:
+                    break
+                if now >= deadline:
+                    return False, f"{check} did not hold for {spec.for_seconds:g}s within {window} ({_shown(last)})"
+                await self._wait(
+                    lambda: self._state.status is not IncidentStatus.REMEDIATING,
+                    min(poll, self._seconds_until(deadline)),
+                )
+            held = f"{check} held for {spec.for_seconds:g}s ({_shown(last)}); "
+        settled = await self._wait(
+            lambda: self._all_resolved() or self._state.status is not IncidentStatus.REMEDIATING,
+            self._seconds_until(deadline),
+        )
+        if self._state.status is not IncidentStatus.REMEDIATING:
+            return None, f"verification stopped: the incident is {self._state.status.value}"
+        if not self._all_resolved():
+            if settled:  # woken because continue-as-new is due
+                return None, "handed over to the next run"
+            return False, f"{held}{self._state.firing_count} alert(s) still firing {window} after the action"
+        return True, f"{held}every alert of the incident resolved"
+
+    async def _measure(self, promql: str, condition: str) -> Measurement:
+        try:
+            measurement: Measurement = await workflow.execute_activity(
+                "measure_recovery",
+                MeasureInput(promql=promql, condition=condition),
+                result_type=Measurement,
+                task_queue=INTEGRATIONS_TASK_QUEUE,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=MEASURE_RETRY,
+                summary="verify recovery: PromQL",
+            )
+        except ActivityError as exc:
+            return Measurement(value=None, holds=False, detail=f"not measured: {_cause(exc)}")
+        return measurement
+
+    async def _not_recovered(self, run: ActionRun, detail: str) -> None:
+        """Roll back what the action changed (when it declares a rollback), escalate, offer the next candidate."""
+        self._finish(run, VerificationOutcome.NOT_RECOVERED, detail)
+        self._record(
+            TimelineKind.NOT_RECOVERED, f"'{run.action}' did not restore service: {detail}", data={"action": run.action}
+        )
+        assert run.result is not None
+        rollback = run.result.rollback
+        if rollback is not None and run.result.outcome is ActionOutcome.SUCCEEDED:
+            run.rollback_result = await self._run_action(run, rollback, rollback=True)
+        self._escalate(run, f"'{run.action}' did not restore service")
+        self._end_remediating()
+        await self._propose_next(after_failure=True)
+
+    def _end_remediating(self) -> None:
+        """Back to monitoring, unless someone resolved the incident while the action ran."""
+        if self._state.status is IncidentStatus.REMEDIATING:
+            self._set_status(IncidentStatus.MONITORING)
+
+    def _finish(self, run: ActionRun, outcome: VerificationOutcome, detail: str) -> None:
+        run.verification, run.verification_detail = outcome, detail
+        self._touch()
+
+    def _escalate(self, run: ActionRun, why: str) -> None:
+        level = sum(1 for e in self._state.timeline if e.kind is TimelineKind.ESCALATED) + 1
+        self._record(
+            TimelineKind.ESCALATED,
+            f"{why}: escalated to the responders (level {level})",
+            data={"level": level, "action": run.action, "proposal_id": run.proposal_id},
+        )
+
+    async def _propose_from_diagnosis(self, rca: RootCauseAnalysis) -> None:
+        """After the first diagnosis: propose the best catalogue action the runbooks link, once per incident."""
+        if self._state.vigil_proposed:
+            return
+        self._state.vigil_proposed = True
+        self._state.remediation_candidates = list(
+            dict.fromkeys(a.catalogue_action for a in rca.recommended_actions if a.catalogue_action)
+        )
+        if not self._state.remediation_candidates:
+            self._record(
+                TimelineKind.STATUS,
+                "No catalogue action is linked to this incident's runbooks: remediation is up to the responders",
+            )
+            return
+        await self._propose_next(after_failure=False)
+
+    async def _propose_next(self, *, after_failure: bool) -> None:
+        """Propose the next candidate not yet proposed in this incident, as the policy allows; after a failed
+        action, never automatically."""
+        tried = [d.action for d in self._state.decisions]
+        if self._state.pending_approval is not None:
+            tried.append(self._state.pending_approval.proposal.action)
+        remaining = [name for name in self._state.remediation_candidates if name not in tried]
+        if not self._may_propose() or not remaining:
+            return
+        rca = self._state.diagnosis
+        try:
+            plan = await workflow.execute_activity(
+                "plan_remediation",
+                PlanInput(
+                    incident_id=self._state.incident_id,
+                    candidates=remaining,
+                    exclude=tried,
+                    **self._remediation_context(),
+                ),
+                result_type=RemediationPlan,
+                task_queue=INTEGRATIONS_TASK_QUEUE,
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=timedelta(minutes=5),
+                retry_policy=PLAN_RETRY,
+                summary="choose a catalogue action under the policy",
+            )
+        except ActivityError as exc:
+            if is_cancelled_exception(exc):
+                raise
+            self._record(TimelineKind.STATUS, f"No remediation proposed: planning failed: {_cause(exc)}")
+            return
+        chosen = plan.chosen
+        if chosen is None:
+            self._record(
+                TimelineKind.STATUS,
+                "No catalogue action applies: " + "; ".join(plan.skipped),
+                data={"skipped": plan.skipped},
+            )
+            return
+        if not self._may_propose():  # the incident moved on while planning
+            return
+        linked = (
+            next((a for a in rca.recommended_actions if a.catalogue_action == chosen.action), None) if rca else None
+        )
+        why = f"{rca.category.value} ({rca.confidence:.0%}): {rca.root_cause.summary}" if rca else "diagnosis"
+        proposal = RemediationProposal(
+            action=chosen.action,
+            params=chosen.params,
+            proposed_by=VIGIL,
+            reason=(why + (f"; linked from runbook {linked.runbook}" if linked and linked.runbook else ""))[:2000],
+            evidence=(linked.evidence if linked else [])[:12],
+        )
+        pending = self._open_proposal(
+            proposal, policy_rule=chosen.rule, policy_reason=chosen.policy_reason, dry_run=chosen.dry_run
+        )
+        if chosen.mode == "auto" and not after_failure:
+            self._decide(
+                ApprovalRequest(
+                    decision=Decision.APPROVE,
+                    by=f"policy:{chosen.rule}",
+                    reason=chosen.policy_reason,
+                    proposal_id=pending.proposal_id,
+                )
+            )
+
+    def _may_propose(self) -> bool:
+        return (
+            self._state.status not in FINAL_STATUSES
+            and self._state.status is not IncidentStatus.REMEDIATING
+            and self._state.pending_approval is None
+        )
+
+    def _remediation_context(self) -> dict[str, object]:
+        """What binds parameters and decides the policy: labels, severity, the diagnosed component, confidence."""
+        labels = dict(self._state.group_labels)
+        first = min(self._state.alerts.values(), key=lambda a: a.first_seen, default=None)
+        if first is not None:
+            labels = {**first.labels, **labels}
+        rca = self._state.diagnosis
+        severity: Severity = self._state.severity
+        return {
+            "labels": labels,
+            "severity": severity,
+            "component": rca.root_cause.component if rca else None,
+            "confidence": rca.confidence if rca else 0.0,
+        }
 
     async def _await_recovery(self) -> None:
         """Monitoring: resolve once every alert has stayed resolved for the quiet period."""
@@ -532,13 +852,43 @@ class IncidentWorkflow:
             self._refuse(
                 "propose", proposal.proposed_by, f"'{action}' already awaits approval: approve or reject it first"
             )
-        pending = PendingApproval(proposal=proposal, requested_at=workflow.now())
+        if self._state.status is IncidentStatus.REMEDIATING and workflow.patched(REMEDIATION_PATCH):
+            self._refuse("propose", proposal.proposed_by, "an action is running or being verified: wait for it")
+        return self._open_proposal(proposal)
+
+    def _open_proposal(
+        self,
+        proposal: RemediationProposal,
+        *,
+        policy_rule: str | None = None,
+        policy_reason: str = "",
+        dry_run: bool = False,
+    ) -> PendingApproval:
+        pending = PendingApproval(
+            proposal=proposal,
+            requested_at=workflow.now(),
+            proposal_id=self._state.next_seq,
+            policy_rule=policy_rule,
+            policy_reason=policy_reason,
+            dry_run=dry_run,
+        )
         self._state.pending_approval = pending
         self._record(
             TimelineKind.REMEDIATION_PROPOSED,
-            f"{proposal.proposed_by} proposes '{proposal.action}': awaiting approval",
+            f"{proposal.proposed_by} proposes '{proposal.action}'"
+            + (" (dry run)" if dry_run else "")
+            + (f" because {proposal.reason}" if proposal.proposed_by == VIGIL and proposal.reason else "")
+            + ": awaiting approval",
             actor=proposal.proposed_by,
-            data={"action": proposal.action, "params": proposal.params, "reason": proposal.reason},
+            data={
+                "action": proposal.action,
+                "params": proposal.params,
+                "reason": proposal.reason,
+                "proposal_id": pending.proposal_id,
+                "evidence": proposal.evidence,
+                "policy": policy_reason,
+                "dry_run": dry_run,
+            },
         )
         self._set_status(IncidentStatus.AWAITING_APPROVAL)
         return pending
@@ -550,6 +900,18 @@ class IncidentWorkflow:
             self._refuse(
                 request.decision.value, request.by, f"nothing awaits approval: incident is {self._state.status.value}"
             )
+        if request.proposal_id is not None and request.proposal_id != pending.proposal_id:
+            self._refuse(
+                request.decision.value,
+                request.by,
+                f"proposal {request.proposal_id} was already decided; '{pending.proposal.action}' "
+                f"(proposal {pending.proposal_id}) awaits approval now",
+            )
+        return self._decide(request)
+
+    def _decide(self, request: ApprovalRequest) -> ApprovalOutcome:
+        pending = self._state.pending_approval
+        assert pending is not None
         approved = request.decision is Decision.APPROVE
         self._state.pending_approval = None
         self._record(
@@ -557,8 +919,18 @@ class IncidentWorkflow:
             f"{request.by} {'approved' if approved else 'rejected'} '{pending.proposal.action}'"
             + (f": {request.reason}" if request.reason else ""),
             actor=request.by,
-            data={"action": pending.proposal.action, "reason": request.reason},
+            data={"action": pending.proposal.action, "reason": request.reason, "proposal_id": pending.proposal_id},
         )
+        if approved and workflow.patched(REMEDIATION_PATCH):
+            self._state.actions.append(
+                ActionRun(
+                    proposal_id=pending.proposal_id,
+                    action=pending.proposal.action,
+                    params=pending.proposal.params,
+                    approved_by=request.by,
+                    approved_at=workflow.now(),
+                )
+            )
         self._set_status(IncidentStatus.REMEDIATING if approved else IncidentStatus.MONITORING)
         outcome = ApprovalOutcome(
             decision=request.decision,
@@ -567,6 +939,7 @@ class IncidentWorkflow:
             action=pending.proposal.action,
             status=self._state.status,
             decided_at=workflow.now(),
+            proposal_id=pending.proposal_id,
         )
         self._state.decisions.append(outcome)
         return outcome
@@ -759,6 +1132,10 @@ def occurrence_id(group_id: str, opening_run_id: str) -> str:
     """The incident id of one occurrence of a group's incident: the group's workflow id plus a tag of the run
     that opened it, so an incident that closed keeps its id, record and timeline when the group fires again."""
     return f"{group_id}-{opening_run_id.replace('-', '')[:8]}"
+
+
+def _shown(measurement: Measurement) -> str:
+    return f"last value {measurement.value:g}" if measurement.value is not None else measurement.detail
 
 
 def _ended_at(alert: Alert) -> datetime | None:
