@@ -252,6 +252,56 @@ def eval_faults(
     raise typer.Exit(main(FaultParams(groups=groups, alerts_per_group=alerts, concurrency=concurrency, seed=seed)))
 
 
+@evaluate.command("remediation")
+def eval_remediation(
+    api: str = typer.Option("", "--api", help="Vigil API base URL (default: http://VIGIL_API_HOST:VIGIL_API_PORT)."),
+    toyprod_url: str = typer.Option("", "--toyprod", help="toyprod base URL (default: 127.0.0.1:VIGIL_TOYPROD_PORT)."),
+    faults: str = typer.Option(
+        "",
+        "--faults",
+        help="Comma-separated toyprod faults (default: all eight with an action: bad-deploy, memory-leak, cpu-burn, "
+        "db-pool-exhaustion, payments-failing, payments-ratelimit, disk-fill, cert-expiry).",
+    ),
+    repeats: int = typer.Option(3, min=1, help="Runs of each fault; the table shows medians."),
+    approve: bool = typer.Option(
+        True, "--approve/--no-approve", help="Approve each incident's first pending proposal at once (bench-oncall)."
+    ),
+    timeout: float = typer.Option(600.0, min=1, help="Seconds per run (also the wait for a settled stack)."),
+    wait_closed: bool = typer.Option(
+        False,
+        "--wait-closed",
+        help="Before each run, wait until every toyprod incident is closed, not just resolved (a fault repeated "
+        "before its incident closes re-opens it); for a stack with a short VIGIL_CLOSE_AFTER_SECONDS.",
+    ),
+    out: Path | None = typer.Option(Path("remediation-report.json"), "--out", help="JSON report with every run."),
+) -> None:
+    """Against a running stack: each toyprod fault with a catalogue action, chaos -> resolved, split into
+    detection, diagnosis, proposal, approval wait, action, verification and resolution (medians of the repeats).
+    Exits 1 unless every run resolved through a verified run of the expected action."""
+    from eval.remediation import RemediationParams, main, parse_faults
+    from toyprod.config import resolve_chaos_token
+
+    settings = get_settings()
+    try:
+        names = parse_faults(faults)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    params = RemediationParams(
+        api=api or f"http://{settings.api_host}:{settings.api_port}",
+        toyprod=toyprod_url or f"http://127.0.0.1:{settings.toyprod_port}",
+        faults=names,
+        repeats=repeats,
+        approve=approve,
+        timeout=timeout,
+        wait_closed=wait_closed,
+        out=out,
+    )
+    chaos = settings.chaos_token.get_secret_value() if settings.chaos_token else None
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    raise typer.Exit(main(params, api_token=token, chaos_token=resolve_chaos_token(chaos, settings.state_dir)))
+
+
 @app.command()
 def postmortem(
     incident_id: str = typer.Argument(..., help="Incident id (an occurrence id, or a group id for its latest)."),
