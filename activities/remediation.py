@@ -29,7 +29,7 @@ from vigil.remediation.models import (
     RunActionInput,
     VerificationSpec,
 )
-from vigil.remediation.parameters import Parameter, bind, coerce
+from vigil.remediation.parameters import Parameter, bind, coerce, shown
 from vigil.remediation.planning import plan
 from vigil.remediation.policy import Policy, decide
 from vigil.remediation.verification import measure, verification_spec
@@ -45,11 +45,6 @@ RUNS_METRIC = "vigil_remediation_runs_total"
 @dataclass(frozen=True)
 class _Parameters:
     parameters: Mapping[str, Parameter]
-
-
-def _shown(value: str) -> str:
-    """A refused value, quoted and cut, so that a crafted one cannot forge log lines."""
-    return repr(value if len(value) <= 60 else value[:60] + "…")
 
 
 def _verification(action: Action, params: dict[str, str]) -> VerificationSpec | None:
@@ -133,12 +128,12 @@ class RemediationActivities:
         for name, raw in data.params.items():
             parameter = action.parameters.get(name)
             if parameter is None:
-                problems.append(f"{_shown(name)}: not a parameter of {action.name}")
+                problems.append(f"{shown(name)}: not a parameter of {action.name}")
                 continue
             try:
                 given[name] = coerce(parameter, raw)
             except ValueError as exc:
-                problems.append(f"{name}: {_shown(raw)} refused: {exc}")
+                problems.append(f"{name}: {shown(raw)} refused: {exc}")
         if problems:
             raise Refused("parameters refused: " + "; ".join(problems))
         missing = _Parameters({name: p for name, p in action.parameters.items() if name not in given})

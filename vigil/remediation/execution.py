@@ -29,7 +29,7 @@ from pydantic import SecretStr
 from vigil.remediation.actions import Action, HttpExecutor, KubectlExecutor, ScriptExecutor
 from vigil.remediation.models import MAX_OUTPUT_CHARS, ActionOutcome
 from vigil.remediation.parameters import Parameter, Scalar
-from vigil.remediation.templates import REFERENCES, resolve_reference
+from vigil.remediation.templates import PLACEHOLDER, REFERENCES, TEMPLATE, resolve_reference
 from vigil.settings import Settings
 
 REDACTED = "[redacted]"
@@ -41,9 +41,6 @@ SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 REAP_SECONDS = 5.0
 KUBECTL_ENVIRONMENT = ("HOME", "KUBECONFIG")
 """Passed on to kubectl (it finds its configuration there); scripts get neither."""
-
-_TEMPLATE = re.compile(r"\$\{(?P<reference>[A-Z][A-Z0-9_]*)\}|(?<!\$)\{(?P<placeholder>[A-Za-z_][A-Za-z0-9_]*)\}")
-_ONE_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True)
@@ -92,16 +89,16 @@ def render(
     `secrets` when given."""
 
     def substitute(match: re.Match[str]) -> str:
-        reference = match["reference"]
+        reference = match[1]
         if reference is not None:
             value = resolve_reference(reference, settings)
             if secrets is not None and REFERENCES[reference].secret:
                 secrets.add(value)
             return value
-        value = params[match["placeholder"]]
+        value = params[match[2]]
         return quote(value, safe="") if url else value
 
-    return _TEMPLATE.sub(substitute, template)
+    return TEMPLATE.sub(substitute, template)
 
 
 def typed_value(parameter: Parameter, text: str) -> Scalar:
@@ -119,7 +116,7 @@ def render_body(node: Any, action: Action, params: Mapping[str, str], settings: 
     """The JSON body: a string leaf that is one placeholder alone becomes the parameter's typed value, other
     string leaves are rendered as text."""
     if isinstance(node, str):
-        alone = _ONE_PLACEHOLDER.fullmatch(node)
+        alone = PLACEHOLDER.fullmatch(node)
         if alone is not None and alone[1] in action.parameters:
             return typed_value(action.parameters[alone[1]], params[alone[1]])
         return render(node, params, settings)

@@ -123,7 +123,7 @@ def coerce(parameter: Parameter, raw: Scalar) -> str:
     return value if isinstance(value, str) else format(value, "g") if isinstance(value, float) else str(value)
 
 
-def _shown(value: str) -> str:
+def shown(value: str) -> str:
     """A refused value, quoted and cut, so that a crafted one cannot forge log lines."""
     return repr(value if len(value) <= 60 else value[:60] + "…")
 
@@ -154,8 +154,8 @@ def bind(action: HasParameters, alert_labels: Mapping[str, str], component: str 
         try:
             bound[name] = coerce(parameter, raw)
         except ValueError as exc:
-            shown = _shown(raw) if isinstance(raw, str) else repr(raw)
-            errors.append(f"{name}: {shown} from {where} refused: {exc}")
+            refused = shown(raw) if isinstance(raw, str) else repr(raw)
+            errors.append(f"{name}: {refused} from {where} refused: {exc}")
     if errors:
         raise BindingError("cannot bind parameters: " + "; ".join(errors))
     return bound

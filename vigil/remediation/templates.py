@@ -15,6 +15,8 @@ from vigil.settings import Settings
 PLACEHOLDER = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 REFERENCE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 REFERENCE_START = re.compile(r"\$\{")
+TEMPLATE = re.compile(f"{REFERENCE.pattern}|{PLACEHOLDER.pattern}")
+"""Either, in one pass: group 1 a reference's name, group 2 a placeholder's."""
 
 
 @dataclass(frozen=True)
