@@ -500,7 +500,9 @@ class IncidentWorkflow:
         self._touch()
 
     def _escalate(self, run: ActionRun, why: str) -> None:
-        level = sum(1 for e in self._state.timeline if e.kind is TimelineKind.ESCALATED) + 1
+        """Level: the actions of this incident that did not restore service, counted from the runs the state keeps
+        whole (its timeline is cut to the recent events)."""
+        level = sum(1 for r in self._state.actions if r.verification is VerificationOutcome.NOT_RECOVERED)
         self._record(
             TimelineKind.ESCALATED,
             f"{why}: escalated to the responders (level {level})",
@@ -529,8 +531,7 @@ class IncidentWorkflow:
         tried = [d.action for d in self._state.decisions]
         if self._state.pending_approval is not None:
             tried.append(self._state.pending_approval.proposal.action)
-        remaining = [name for name in self._state.remediation_candidates if name not in tried]
-        if not self._may_propose() or not remaining:
+        if not self._may_propose() or set(self._state.remediation_candidates) <= set(tried):
             return
         rca = self._state.diagnosis
         try:
@@ -538,7 +539,7 @@ class IncidentWorkflow:
                 "plan_remediation",
                 PlanInput(
                     incident_id=self._state.incident_id,
-                    candidates=remaining,
+                    candidates=self._state.remediation_candidates,
                     exclude=tried,
                     **self._remediation_context(),
                 ),
