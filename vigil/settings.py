@@ -13,6 +13,8 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from vigil.severity import Severity
+
 INCIDENTS_TASK_QUEUE = "vigil-incidents"
 ML_TASK_QUEUE = "vigil-ml"
 INTEGRATIONS_TASK_QUEUE = "vigil-integrations"
@@ -64,6 +66,12 @@ class Settings(BaseSettings):
         default=300.0, ge=0, description="Triage waits this long for the diagnosis before monitoring without it."
     )
     escalation_seconds: float = Field(default=900.0, gt=0, description="Escalate an unanswered approval.")
+    notify_drain_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="An incident that closes waits this long for a Slack/Jira/GitHub sync in flight (no "
+        "integrations worker, a service down), then closes anyway and notes what was not told.",
+    )
     close_after_seconds: float = Field(
         default=600.0, ge=0, description="A resolved incident re-opens on a new firing alert until then."
     )
@@ -149,7 +157,92 @@ class Settings(BaseSettings):
         default=False, description="Allow `kubectl` remediation actions; off: such actions fail to load."
     )
 
-    @field_validator("llm_base_url", "qdrant_url", "temporal_address", "prometheus_url", mode="before")
+    # Integrations (all off unless configured; `vigil status` and the integrations worker say which are on).
+    slack_bot_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SLACK_BOT_TOKEN", "VIGIL_SLACK_BOT_TOKEN"),
+        description="Slack bot token (xoxb-...); with VIGIL_SLACK_CHANNEL it turns the Slack notifier on.",
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "VIGIL_SLACK_SIGNING_SECRET"),
+        description="Verifies every request to /slack/events; unset: the endpoint answers 404.",
+    )
+    slack_app_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SLACK_APP_TOKEN", "VIGIL_SLACK_APP_TOKEN"),
+        description="App-level token (xapp-...): the API also takes Slack events over Socket Mode.",
+    )
+    slack_channel: str | None = Field(default=None, description="Channel id (or #name) incidents are posted to.")
+    slack_api_url: str = Field(
+        default="https://slack.com/api/", description="Slack Web API base URL (a proxy or a test server)."
+    )
+    slack_approvers: Annotated[list[str], NoDecode] = Field(
+        default=[], description="Slack user ids allowed to approve or reject, comma-separated; empty: anyone."
+    )
+    console_url: str | None = Field(
+        default=None, description="Public URL of the console, for links in messages; unset: http://<host>:<port>."
+    )
+    temporal_ui_url: str | None = Field(
+        default=None, description="Public URL of the Temporal Web UI, for links; unset: the embedded one's."
+    )
+    jira_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("JIRA_URL", "VIGIL_JIRA_URL"), description="Jira base URL."
+    )
+    jira_user: str | None = Field(
+        default=None, validation_alias=AliasChoices("JIRA_USER", "VIGIL_JIRA_USER"), description="Jira user (email)."
+    )
+    jira_api_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("JIRA_API_TOKEN", "VIGIL_JIRA_API_TOKEN"), description="Jira token."
+    )
+    jira_project: str | None = Field(default=None, description="Jira project key tickets are created in.")
+    jira_issue_type: str = Field(default="Bug", description="Issue type of the tickets Vigil creates.")
+    jira_min_severity: Severity = Field(
+        default=Severity.CRITICAL, description="Tickets for incidents at or above this severity (and code-related)."
+    )
+    jira_done_transition: str = Field(default="Done", description="Jira transition taken when the incident closes.")
+    jira_merged_transition: str = Field(
+        default="In Review", description="Jira transition taken when a pull request naming the incident is merged."
+    )
+    github_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("GITHUB_TOKEN", "VIGIL_GITHUB_TOKEN"),
+        description="GitHub token: issues for code-related incidents, commits as evidence.",
+    )
+    github_url: str = Field(
+        default="https://api.github.com", description="GitHub API base URL (GitHub Enterprise: https://HOST/api/v3)."
+    )
+    github_webhook_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("GITHUB_WEBHOOK_SECRET", "VIGIL_GITHUB_WEBHOOK_SECRET"),
+        description="Verifies POST /api/v1/webhooks/github (X-Hub-Signature-256); unset: the endpoint answers 404.",
+    )
+    service_owners_path: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("VIGIL_SERVICE_OWNERS", "service_owners_path"),
+        description="YAML map service -> {jira_assignee, github_repo}: who gets the ticket, where the code lives.",
+    )
+
+    @field_validator(
+        "llm_base_url",
+        "qdrant_url",
+        "temporal_address",
+        "prometheus_url",
+        "slack_channel",
+        "slack_bot_token",
+        "slack_signing_secret",
+        "slack_app_token",
+        "jira_url",
+        "jira_user",
+        "jira_api_token",
+        "jira_project",
+        "github_token",
+        "github_webhook_secret",
+        "service_owners_path",
+        "console_url",
+        "temporal_ui_url",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """`LLM_BASE_URL=` (as compose writes an unset variable) means unset."""
@@ -162,7 +255,7 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("actions_dirs", mode="before")
+    @field_validator("actions_dirs", "slack_approvers", mode="before")
     @classmethod
     def _split_actions_dirs(cls, value: object) -> object:
         if isinstance(value, str):
@@ -197,6 +290,17 @@ class Settings(BaseSettings):
     @property
     def database_is_embedded(self) -> bool:
         return self.database_url is None
+
+    @property
+    def console_base_url(self) -> str:
+        return (self.console_url or f"http://127.0.0.1:{self.console_port}").rstrip("/")
+
+    @property
+    def temporal_ui_base_url(self) -> str | None:
+        """The Temporal Web UI for links: the configured one, the embedded dev server's, or None (unknown)."""
+        if self.temporal_ui_url:
+            return self.temporal_ui_url.rstrip("/")
+        return f"http://127.0.0.1:{self.temporal_ui_port}" if self.temporal_is_embedded else None
 
 
 @lru_cache

@@ -1,0 +1,1 @@
+"""Integration plugins on `vigil-integrations`: a notifier (Slack), a ticket tracker (Jira), a code host (GitHub)."""
