@@ -14,7 +14,8 @@ from api.deps import RETRY_AFTER
 from api.intake import GroupSignaller
 from api.limits import RequestLimits
 from api.metrics import HTTP_REJECTED
-from api.routes import alerts, chat, events, health, incidents, logs, postmortem
+from api.routes import alerts, chat, events, health, incidents, logs, postmortem, slack, webhooks
+from api.slack_app import build_slack_app, socket_mode
 from vigil import __version__
 from vigil.settings import Settings
 from vigil.store.database import STORE_UNAVAILABLE, Store, database_url, store_unavailable
@@ -52,14 +53,15 @@ def create_app(settings: Settings, *, client: Client | None = None, store: Store
         if client is None:
             app.state.temporal = await connect(settings)
             app.state.signaller = GroupSignaller(app.state.temporal, settings)
-        if store is not None:
-            yield
-            return
-        app.state.store = await Store.open(database_url(settings))
-        try:
-            yield
-        finally:
-            await app.state.store.close()
+        async with socket_mode(app.state.slack, settings):
+            if store is not None:
+                yield
+                return
+            app.state.store = await Store.open(database_url(settings))
+            try:
+                yield
+            finally:
+                await app.state.store.close()
 
     app = FastAPI(
         title="Vigil",
@@ -81,6 +83,7 @@ def create_app(settings: Settings, *, client: Client | None = None, store: Store
     app.state.temporal = client
     app.state.signaller = None if client is None else GroupSignaller(client, settings)
     app.state.store = store
+    app.state.slack = build_slack_app(settings, lambda: app.state.temporal)
     app.include_router(alerts.router)
     app.include_router(incidents.router)
     app.include_router(postmortem.router)
@@ -88,4 +91,6 @@ def create_app(settings: Settings, *, client: Client | None = None, store: Store
     app.include_router(events.router)
     app.include_router(chat.router)
     app.include_router(health.router)
+    app.include_router(slack.router)
+    app.include_router(webhooks.router)
     return app

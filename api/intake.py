@@ -31,6 +31,7 @@ def incident_policy(settings: Settings) -> IncidentPolicy:
         close_after_seconds=settings.close_after_seconds,
         llm_timeout_seconds=settings.llm_timeout_seconds,
         diagnosis_wait_seconds=settings.diagnosis_wait_seconds,
+        notify_drain_seconds=settings.notify_drain_seconds,
     )
 
 

@@ -49,3 +49,9 @@ HTTP_REJECTED = Counter(
     "failing validation), database_unavailable.",
     ["reason"],
 )
+SLACK_INTERACTIONS = Counter(
+    "vigil_slack_interactions_total",
+    "Slack interactions by action (approve, reject, reject_submit, ack, resolve, mention, command, malformed) and "
+    "outcome (done, refused, not_approver, error).",
+    ["action", "outcome"],
+)

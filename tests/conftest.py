@@ -96,6 +96,7 @@ def make_settings(database_url: str, client: Client, **overrides: object) -> Set
         "escalation_seconds": 60.0,
         "close_after_seconds": 0.5,
         "diagnosis_wait_seconds": 5.0,
+        "notify_drain_seconds": 5.0,
     }
     values.update(overrides)
     return Settings.model_validate(values)

@@ -6,7 +6,8 @@ three workers, and writes its history to
 tests/histories/<NAME>.json. Record new ones when the workflow changes on purpose, under a new name; keep the old
 ones, which stand for incidents still running on the previous version (`incident_lifecycle.json`: before
 diagnosis existed; `incident_lifecycle_diagnosis.json`: before per-occurrence ids and alert ordering;
-`incident_lifecycle_occurrences.json`: before the remediation loop).
+`incident_lifecycle_occurrences.json`: before the remediation loop; `incident_lifecycle_remediation.json`:
+before the integrations). Slack and Jira are the local fakes of tests/fakes.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.intake import GroupSignaller
+from tests.fakes.jira_api import FakeJira
+from tests.fakes.slack_api import FakeSlack
 from tests.support import VENV_BIN, am_alert, am_webhook, eventually
 from vigil.alerts import parse_alertmanager
+from vigil.integrations.models import AcknowledgeRequest, CodeChange, PullRequestRef
 from vigil.models import Alert, ApprovalRequest, Decision, IncidentState
 from vigil.settings import Settings
 from vigil.stack.postgres import start_embedded_postgres
@@ -34,7 +38,7 @@ from vigil.temporal import SEARCH_ATTRIBUTES
 from workers.main import build_worker
 
 OUT = Path(__file__).parent / "histories"
-NAME = "incident_lifecycle_remediation"
+NAME = "incident_lifecycle_integrations"
 FIXTURE_RUNBOOKS = Path(__file__).parent / "fixtures" / "runbooks"
 LINKED_RUNBOOK = "pod-crashloop.md"
 ACTION = """\
@@ -67,7 +71,7 @@ def remediation_files(root: Path) -> dict[str, Path]:
 
 
 async def record() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, FakeSlack() as slack, FakeJira() as jira:
         pg = start_embedded_postgres(Path(tmp))
         await migrate_database(pg.url)
         env = await WorkflowEnvironment.start_local(
@@ -88,6 +92,13 @@ async def record() -> None:
             quiet_period_seconds=0.3,
             escalation_seconds=0.5,
             close_after_seconds=0.3,
+            slack_bot_token=SecretStr(slack.bot_token),
+            slack_channel="C0VIGIL",
+            slack_api_url=slack.url,
+            jira_url=jira.url,
+            jira_user=jira.user,
+            jira_api_token=SecretStr(jira.token),
+            jira_project=jira.project,
         )
         try:
             async with AsyncExitStack() as stack:
@@ -112,6 +123,9 @@ async def record() -> None:
                 assert proposed.pending_approval.proposal.action == "recorded-step"
                 await asyncio.sleep(1.2)  # lets the escalation timer fire twice
                 await handle.execute_update("approval", ApprovalRequest(decision=Decision.APPROVE, by="ana"))
+                await handle.execute_update("acknowledge", AcknowledgeRequest(by="ana"))
+                merged = PullRequestRef(repository="acme/shop", number=7, title="Fix", url="https://github.test/7")
+                await handle.signal("code_change", CodeChange(delivery_id="d-1", pull_request=merged))
                 await eventually(  # the action ran: its verification waits for the alerts
                     lambda: handle.query("state", result_type=IncidentState),
                     lambda s: bool(s.actions) and s.actions[0].result is not None,
@@ -120,6 +134,9 @@ async def record() -> None:
                 state = await handle.result()
                 assert state.status.value == "closed", state.status
                 assert [run.verification for run in state.actions] == ["recovered"], state.actions
+                assert state.integrations.notifier is not None, state.integrations
+                assert state.integrations.ticket is not None, state.integrations
+                assert state.integrations.ticket.done, state.integrations
                 history = await handle.fetch_history()
                 (OUT / f"{NAME}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1))
                 print(f"recorded {ref.incident_id}: {len(history.events)} events")

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -25,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from tests.conftest import make_settings
-from tests.support import am_alert, am_webhook, eventually, free_port
+from tests.support import IntegrationsWorker, am_alert, am_webhook, eventually, free_port
 from vigil.models import IncidentDetail, IncidentStatus, TimelineKind
 from vigil.store.database import Store
 from workers.main import build_worker
@@ -69,34 +66,6 @@ def remediation_dirs(tmp_path: Path) -> Iterator[dict[str, Path]]:
     )
     yield {"scripts": scripts, "actions": actions, "policy": policy, "counter": counter, "release": release}
     release.touch()  # lets an orphaned script of the killed worker finish
-
-
-class IntegrationsWorker:
-    """`vigil worker integrations` in its own process group."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self._env = env
-        self._log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self._log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vigil", "worker", "integrations"],
-                env=self._env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def log_tail(self) -> str:
-        return self._log.read_text(errors="replace")[-4000:] if self._log.exists() else "(no worker log)"
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self.proc = None
 
 
 @pytest.fixture

@@ -232,6 +232,40 @@ def _diagnosis(rca: RootCauseAnalysis) -> None:
             _text(hit.text)
 
 
+def integration_links(state: IncidentState) -> list[tuple[str, str | None]]:
+    """(text, link) for who acknowledged, the Slack message, the ticket, the GitHub issue and merged PRs."""
+    integrations = state.integrations
+    links: list[tuple[str, str | None]] = []
+    if integrations.acknowledged_by:
+        links.append(
+            (f"Acknowledged by {integrations.acknowledged_by} at {format_utc(integrations.acknowledged_at)}", None)
+        )
+    if integrations.notifier is not None:
+        links.append(("Slack message", integrations.notifier.permalink))
+    if integrations.ticket is not None:
+        done = " (done)" if integrations.ticket.done else ""
+        links.append((f"Ticket {integrations.ticket.key}{done}", integrations.ticket.url))
+    if integrations.code_host is not None:
+        code = integrations.code_host
+        links.append((f"GitHub issue {code.repository}#{code.number}", code.url))
+    links.extend((f"Merged {pr.repository}#{pr.number}: {pr.title}", pr.url) for pr in integrations.pull_requests)
+    return links
+
+
+def _integrations(state: IncidentState) -> None:
+    from nicegui import ui
+
+    links = integration_links(state)
+    if not links:
+        return
+    with ui.row().classes("items-baseline gap-x-6"):
+        for text, url in links:
+            if url:
+                ui.link(text, url, new_tab=True)
+            else:
+                ui.label(text)
+
+
 def label_where(where: str) -> str:
     return {"root_cause": "Root cause", "claim": "Claim", "action": "Action"}.get(where, where)
 
@@ -269,6 +303,7 @@ def render(settings: Settings, incident_id: str, view: IncidentView) -> None:
     if state is None:
         ui.label(no_worker_message(view.query_error)).classes("text-warning q-mt-md")
         return
+    _integrations(state)
     if state.diagnosis is None:
         ui.label(pending_message()).classes("text-subtitle1 q-mt-md")
     else:

@@ -233,6 +233,20 @@ def bench_retrieval(
     raise typer.Exit(main([*argv, "--queries-large", str(queries_large), "--repeats", str(repeats)]))
 
 
+@bench.command("integrations")
+def bench_integrations(
+    repeats: int = typer.Option(5, min=1, help="Runs; figures are medians."),
+    concurrency: int = typer.Option(20, min=1, help="Incidents whose Approve buttons are pressed at once."),
+    out: Path | None = typer.Option(None, "--out", help="JSON report with every sample."),
+) -> None:
+    """Slack integration latencies on a private stack (from a source checkout; Slack is the tests' fake):
+    diagnosis → Slack message vs the store, button press → workflow state vs the REST approval, and N
+    concurrent presses (answers within Slack's 3 s) vs N concurrent GET /healthz."""
+    from benchmarks.integrations import IntegrationsParams, run_cli
+
+    raise typer.Exit(run_cli(IntegrationsParams(repeats=repeats, concurrency=concurrency), out))
+
+
 evaluate = typer.Typer(no_args_is_help=True, help="Evaluations: faults (nothing lost under kills).")
 app.add_typer(evaluate, name="eval")
 
@@ -361,3 +375,39 @@ def actions_validate(
     from vigil.remediation.cli import validate
 
     raise typer.Exit(validate(paths or None, policy, get_settings()))
+
+
+slack = typer.Typer(no_args_is_help=True, help="The Slack app.")
+app.add_typer(slack, name="slack")
+
+
+@slack.command("manifest")
+def slack_manifest(
+    url: str = typer.Option(
+        "", "--url", help="Public base URL of the Vigil API (default: http://VIGIL_API_HOST:VIGIL_API_PORT)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of YAML."),
+    socket_mode: bool = typer.Option(False, "--socket-mode", help="Events over Socket Mode: no request URLs."),
+) -> None:
+    """Print the Slack app manifest (Create New App → From a manifest). Slack calls only public HTTPS URLs: give
+    --url, or use --socket-mode with VIGIL_SLACK_APP_TOKEN."""
+    import json
+
+    import yaml
+
+    from vigil.integrations.slack.manifest import slack_manifest as build
+
+    settings = get_settings()
+    base = url or f"http://{settings.api_host}:{settings.api_port}"
+    try:
+        manifest = build(base, socket_mode=socket_mode)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not socket_mode and not base.startswith("https://"):
+        typer.echo(
+            f"note: Slack calls only public HTTPS URLs, and {base} is not one: pass --url https://<public host> "
+            "(a tunnel or proxy to the API), or --socket-mode.",
+            err=True,
+        )
+    typer.echo(json.dumps(manifest, indent=2) if as_json else yaml.safe_dump(manifest, sort_keys=False), nl=as_json)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from rich.console import Console
 from rich.table import Table
 from temporalio.client import Client
 
-from vigil.models import WorkerInfo
+from vigil.integrations.base import IntegrationConfigError
+from vigil.integrations.registry import configured_integrations
+from vigil.models import StoredDeployEvent, WorkerInfo
 from vigil.settings import INCIDENTS_TASK_QUEUE, Settings
 from vigil.temporal import connect
 from workflows.probe import StackProbeWorkflow
@@ -40,5 +42,27 @@ async def probe_stack(settings: Settings) -> int:
     for info in workers:
         table.add_row(info.task_queue, str(info.pid), info.version, info.started_at.isoformat(timespec="seconds"))
     console.print(f"Temporal at {settings.temporal_target}: ok")
+    console.print(table)
+    return await print_integrations(settings, console)
+
+
+async def _no_deploys(service: str, at: datetime) -> list[StoredDeployEvent]:
+    return []
+
+
+async def print_integrations(settings: Settings, console: Console) -> int:
+    """The integrations the settings configure, each checked against its service (the worker's start check)."""
+    try:
+        integrations = configured_integrations(settings, _no_deploys)
+        try:
+            identities = await integrations.check()
+        finally:
+            await integrations.close()
+    except IntegrationConfigError as exc:
+        console.print(f"[red]integrations misconfigured[/red] (the integrations worker will not start): {exc}")
+        return 1
+    table = Table("integration", "state")
+    for kind, identity in identities.items():
+        table.add_row(kind, identity)
     console.print(table)
     return 0

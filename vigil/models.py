@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from vigil.integrations.models import IntegrationsState
 from vigil.rca.models import RootCauseAnalysis
 from vigil.remediation.models import ActionRun
 from vigil.severity import Severity as Severity
@@ -80,6 +81,11 @@ class IncidentPolicy(BaseModel):
     max_history_events: int = Field(
         default=10_000, description="continue_as_new once the history grows past this many events."
     )
+    notify_drain_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="Closing (or continuing as new) waits this long for a notification in flight, then goes on.",
+    )
 
 
 class AlertRecord(BaseModel):
@@ -124,6 +130,10 @@ class TimelineKind(StrEnum):
     REMEDIATION_RUN = "remediation_run"
     VERIFIED = "verified"
     NOT_RECOVERED = "not_recovered"
+    ACKNOWLEDGED = "acknowledged"
+    CODE_CHANGE = "code_change"
+    INTEGRATION = "integration"
+    """What a notifier, ticket tracker or code host did (or why it did not): never itself notified."""
 
 
 class TimelineEvent(BaseModel):
@@ -230,6 +240,10 @@ class IncidentState(BaseModel):
     vigil_proposed: bool = Field(default=False, description="Vigil has proposed from its diagnosis once.")
     overflow_alerts: int = Field(
         default=0, description="Notifications of new fingerprints past the per-incident cap: counted, not kept."
+    )
+    integrations: IntegrationsState = Field(
+        default_factory=IntegrationsState,
+        description="Its Slack message, ticket and GitHub issue, who acknowledged, merged pull requests.",
     )
     next_seq: int = 1
     generation: str = Field(

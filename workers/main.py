@@ -19,10 +19,14 @@ from temporalio.worker import Worker
 
 from activities.analysis import analyze_bundle
 from activities.diagnosis import DiagnosisActivities
+from activities.integrations import IntegrationActivities
 from activities.remediation import RemediationActivities
 from activities.retention import RetentionActivities
 from activities.store import StoreActivities
 from activities.worker_info import worker_info
+from vigil.integrations.base import IntegrationConfigError
+from vigil.integrations.github_host import store_deploy_lookup
+from vigil.integrations.registry import configured_integrations
 from vigil.mttx import HISTOGRAM_BUCKETS
 from vigil.rca.retrieval import IncidentKnowledge
 from vigil.remediation.catalogue import load_configured_catalogue
@@ -97,6 +101,13 @@ async def build_worker(
         remediation = RemediationActivities(store, catalogue, policy, settings)
         activities += [remediation.plan_remediation, remediation.run_remediation_action, remediation.measure_recovery]
         log.info("remediation: %d action(s), %d policy rule(s)", len(catalogue.actions), len(policy.rules))
+        # A half-configured integration or a token its service refuses raises IntegrationConfigError: no worker.
+        integrations = configured_integrations(settings, store_deploy_lookup(store))
+        stack.push_async_callback(integrations.close)
+        for kind, identity in (await integrations.check()).items():
+            log.info("integration %s: %s", kind, identity)
+        plugins = IntegrationActivities(integrations, store)
+        activities += [plugins.notify_incident, plugins.sync_ticket, plugins.sync_code_host]
     return Worker(client, task_queue=TASK_QUEUES[role], workflows=workflows, activities=activities)
 
 
@@ -129,7 +140,7 @@ async def run_worker(role: str, settings: Settings) -> None:
     async with AsyncExitStack() as stack:
         try:
             worker = await build_worker(role, client, stack, settings)
-        except RemediationConfigError as exc:
+        except (RemediationConfigError, IntegrationConfigError) as exc:
             log.error("worker %s cannot start: %s", role, exc)
             raise SystemExit(1) from None
         if role == "incidents":

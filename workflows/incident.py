@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -26,6 +26,23 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 
 with workflow.unsafe.imports_passed_through():
     from vigil.alerts import alert_size
+    from vigil.integrations.models import (
+        AcknowledgeRequest,
+        BriefDecision,
+        BriefEvent,
+        BriefProposal,
+        CodeChange,
+        CodeHostInput,
+        CodeHostResult,
+        CodeHostState,
+        IncidentBrief,
+        IntegrationKind,
+        NotifyInput,
+        NotifyResult,
+        SyncOutcome,
+        TicketInput,
+        TicketResult,
+    )
     from vigil.knowledge.models import ResolvedIncident
     from vigil.models import (
         Alert,
@@ -52,7 +69,7 @@ with workflow.unsafe.imports_passed_through():
         TimelineKind,
     )
     from vigil.mttx import mttx
-    from vigil.rca.models import RootCauseAnalysis
+    from vigil.rca.models import EvidenceItem, RootCauseAnalysis
     from vigil.remediation.models import (
         ActionOutcome,
         ActionResult,
@@ -112,6 +129,41 @@ MEASURE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attem
 MAX_POLL_SECONDS = 15.0
 MIN_POLL_SECONDS = 2.0
 VIGIL = "vigil"
+INTEGRATIONS_PATCH = "integrations-v1"
+"""Notify stage: after triage, on every change and at close, the incident goes to its Slack message, ticket and
+GitHub issue (plugins on the integrations worker), in the background: an outage there never stalls it."""
+NOTIFY_BATCH_SECONDS = 1.0
+"""Changes within this window go out in one sync (an alert storm is one message update, not hundreds)."""
+NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=60))
+NOTIFY_ATTEMPT = timedelta(seconds=20)
+"""One sync is a few HTTP calls; a worker that died mid-sync is noticed after this and the sync retried."""
+NOTIFY_DEADLINE = timedelta(minutes=10)
+"""Past this, a sync is given up (a timeline note); the next change tries again."""
+NOTIFIED_KINDS = frozenset(
+    {
+        TimelineKind.ALERT_NEW,
+        TimelineKind.ALERT_REFIRED,
+        TimelineKind.DIAGNOSED,
+        TimelineKind.REMEDIATION_PROPOSED,
+        TimelineKind.APPROVED,
+        TimelineKind.REJECTED,
+        TimelineKind.ESCALATED,
+        TimelineKind.REMEDIATION_RUN,
+        TimelineKind.VERIFIED,
+        TimelineKind.NOT_RECOVERED,
+        TimelineKind.RESOLVED,
+        TimelineKind.REOPENED,
+        TimelineKind.CLOSED,
+        TimelineKind.ACKNOWLEDGED,
+        TimelineKind.CODE_CHANGE,
+    }
+)
+"""Events told in the message's thread and as ticket comments."""
+MAX_TOLD_EVENTS = 50
+R = TypeVar("R", NotifyResult, TicketResult, CodeHostResult)
+MAX_PULL_REQUESTS = 50
+RECENT_CODE_DELIVERIES = 100
+MAX_COMMIT_EVIDENCE = 20
 
 
 @workflow.defn
@@ -139,6 +191,7 @@ class IncidentWorkflow:
         self._unsaved_events: list[TimelineEvent] = []
         self._row_dirty = True
         self._stop_persisting = False
+        self._stop_notifying = False
         self._diagnosis: asyncio.Task[None] | None = None
         self._after_close: list[AlertBatch] = []
         if data.carried is None:  # here, not in run: a signal-with-start's signal is handled before run starts
@@ -151,6 +204,7 @@ class IncidentWorkflow:
     @workflow.run
     async def run(self, data: IncidentInput) -> IncidentState:
         persister = asyncio.create_task(self._persist_continuously())
+        notifier = asyncio.create_task(self._notify_continuously()) if workflow.patched(INTEGRATIONS_PATCH) else None
         if data.opening:  # continued from the group's previous incident: nothing of its diagnosis applies here
             workflow.upsert_search_attributes([CATEGORY_ATTR.value_unset()])
         if data.carried is None:
@@ -162,7 +216,7 @@ class IncidentWorkflow:
         while self._state.status is not IncidentStatus.CLOSED:
             if self._continue_as_new_due():
                 await self._hand_over_diagnosis()
-                await self._drain(persister)
+                await self._drain(persister, notifier)
                 workflow.continue_as_new(
                     IncidentInput(
                         incident_id=self._state.incident_id,
@@ -181,7 +235,7 @@ class IncidentWorkflow:
                 await self._await_reopen_or_close()
             else:
                 await self._await_recovery()
-        await self._drain(persister)
+        await self._drain(persister, notifier)
         if self._after_close:
             # alerts that came while this incident was closing open the group's next incident, in a new run chain
             workflow.continue_as_new(
@@ -630,11 +684,18 @@ class IncidentWorkflow:
         pending = self._state.pending_approval
         if pending is None:
             return
+        if self._state.integrations.acknowledged_by is not None:  # someone is on it: no more escalation
+            await self._wait(lambda: self._state.status is not IncidentStatus.AWAITING_APPROVAL)
+            return
         deadline = pending.requested_at + timedelta(
             seconds=self._policy.escalation_seconds * (pending.escalation_level + 1)
         )
         decided = await self._wait(
-            lambda: self._state.status is not IncidentStatus.AWAITING_APPROVAL, self._seconds_until(deadline)
+            lambda: (
+                self._state.status is not IncidentStatus.AWAITING_APPROVAL
+                or self._state.integrations.acknowledged_by is not None
+            ),
+            self._seconds_until(deadline),
         )
         if decided:
             return
@@ -709,6 +770,195 @@ class IncidentWorkflow:
             )
         except ActivityError as exc:
             self._record(TimelineKind.STATUS, f"Indexing into the knowledge base failed: {_cause(exc)}")
+
+    # ---- notify stage: Slack, the ticket, the GitHub issue -------------------------------------------------
+
+    async def _notify_continuously(self) -> None:
+        """After triage, hand every change to the integration plugins, coalescing bursts into one sync. Runs in
+        the background so that Slack or Jira being down delays nothing; `_drain` lets it tell the last changes."""
+        while True:
+            await workflow.wait_condition(lambda: self._notify_due() or self._stop_notifying)
+            if not self._notify_due():
+                return
+            if not self._stop_notifying:
+                await self._wait(lambda: self._stop_notifying, NOTIFY_BATCH_SECONDS)
+            await self._sync_integrations()
+
+    def _notify_due(self) -> bool:
+        if self._state.status in (IncidentStatus.OPEN, IncidentStatus.TRIAGING):
+            return False
+        synced = self._state.integrations.synced_seq
+        return any(e.seq > synced and e.kind is not TimelineKind.INTEGRATION for e in self._state.timeline)
+
+    async def _sync_integrations(self) -> None:
+        integrations = self._state.integrations
+        upto = self._state.next_seq - 1
+        brief = self._brief()
+        await asyncio.gather(self._sync_notifier(brief), self._sync_ticket(brief), self._sync_code_host(brief))
+        integrations.synced_seq = max(integrations.synced_seq, upto)
+        self._set_details()
+
+    async def _sync_notifier(self, brief: IncidentBrief) -> None:
+        kind = IntegrationKind.NOTIFIER
+        state = self._state.integrations.notifier
+        if kind.value in self._state.integrations.off:
+            return
+        data = NotifyInput(brief=brief, events=self._untold(state.told_seq if state else 0), state=state)
+        result = await self._run_sync("notify_incident", data, NotifyResult, kind, "notify: the incident message")
+        if result is None or not self._took(kind, result.outcome, result.note) or result.state is None:
+            return
+        if state is None:
+            self._integration_note(f"Posted to Slack: {result.state.permalink or result.state.ts}", kind)
+        self._state.integrations.notifier = result.state
+
+    async def _sync_ticket(self, brief: IncidentBrief) -> None:
+        kind = IntegrationKind.TICKET
+        state = self._state.integrations.ticket
+        if kind.value in self._state.integrations.off:
+            return
+        data = TicketInput(brief=brief, events=self._untold(state.told_seq if state else 0), state=state)
+        result = await self._run_sync("sync_ticket", data, TicketResult, kind, "ticket: find or create, comment")
+        if result is None or not self._took(kind, result.outcome, result.note) or result.state is None:
+            return
+        if state is None:
+            self._integration_note(f"Ticket {result.state.key}: {result.state.url}", kind)
+        elif result.state.done and not state.done:
+            self._integration_note(f"Ticket {result.state.key} moved to done", kind)
+        self._state.integrations.ticket = result.state
+
+    async def _sync_code_host(self, brief: IncidentBrief) -> None:
+        kind = IntegrationKind.CODE_HOST
+        state = self._state.integrations.code_host
+        if kind.value in self._state.integrations.off:
+            return
+        data = CodeHostInput(brief=brief, events=self._untold(state.told_seq if state else 0), state=state)
+        result = await self._run_sync("sync_code_host", data, CodeHostResult, kind, "code host: issue and commits")
+        if result is None or not self._took(kind, result.outcome, result.note) or result.state is None:
+            return
+        if state is None:
+            self._integration_note(f"GitHub issue {result.state.repository}#{result.state.number}", kind)
+        if result.state.commits and (state is None or not state.commits):
+            self._add_commit_evidence(result.state)
+        self._state.integrations.code_host = result.state
+
+    async def _run_sync(
+        self,
+        activity: str,
+        data: NotifyInput | TicketInput | CodeHostInput,
+        result_type: type[R],
+        kind: IntegrationKind,
+        summary: str,
+    ) -> R | None:
+        try:
+            result: R = await workflow.execute_activity(
+                activity,
+                data,
+                result_type=result_type,
+                task_queue=INTEGRATIONS_TASK_QUEUE,
+                start_to_close_timeout=NOTIFY_ATTEMPT,
+                schedule_to_close_timeout=NOTIFY_DEADLINE,
+                retry_policy=NOTIFY_RETRY,
+                summary=summary,
+            )
+        except ActivityError as exc:
+            self._integration_note(f"{kind.value} failed: {_cause(exc)}", kind, failed=True)
+            return None
+        return result
+
+    def _took(self, kind: IntegrationKind, outcome: SyncOutcome, note: str) -> bool:
+        """True when the plugin acted; an unconfigured one is switched off for this incident, and said so once."""
+        if outcome is SyncOutcome.UNCONFIGURED:
+            self._state.integrations.off[kind.value] = note
+            self._integration_note(f"{kind.value} skipped: {note}", kind)
+            return False
+        return outcome is SyncOutcome.DONE
+
+    def _integration_note(self, message: str, kind: IntegrationKind, *, failed: bool = False) -> None:
+        self._record(TimelineKind.INTEGRATION, message, data={"integration": kind.value, "failed": failed})
+
+    def _untold(self, told_seq: int) -> list[BriefEvent]:
+        events = [
+            BriefEvent(seq=e.seq, at=e.at, kind=e.kind.value, message=e.message, actor=e.actor)
+            for e in self._state.timeline
+            if e.seq > told_seq and e.kind in NOTIFIED_KINDS
+        ]
+        return events[-MAX_TOLD_EVENTS:]
+
+    def _add_commit_evidence(self, code: CodeHostState) -> None:
+        """The suspect deploy's commits become evidence (`commit:<sha>`) of the diagnosis."""
+        rca = self._state.diagnosis
+        commits = code.commits[:MAX_COMMIT_EVIDENCE]
+        if rca is not None:
+            known = {item.id for item in rca.evidence}
+            rca.evidence.extend(
+                EvidenceItem(
+                    id=f"commit:{c.sha[:12]}",
+                    kind="commit",
+                    title=c.message.splitlines()[0][:200] if c.message else c.sha,
+                    detail=" ".join(part for part in (c.author, c.url) if part),
+                )
+                for c in commits
+                if f"commit:{c.sha[:12]}" not in known
+            )
+        self._integration_note(
+            f"{len(commits)} commit(s) in the suspect deploy of {code.repository}: "
+            + ", ".join(c.sha[:12] for c in commits),
+            IntegrationKind.CODE_HOST,
+        )
+
+    def _brief(self) -> IncidentBrief:
+        state = self._state
+        rca = state.diagnosis
+        integrations = state.integrations
+        evidence: list[EvidenceItem] = []
+        runbooks: list[str] = []
+        first = min(state.alerts.values(), key=lambda a: a.first_seen, default=None)
+        if first is not None and (url := first.annotations.get("runbook_url")):
+            runbooks.append(url)
+        if rca is not None:
+            by_id = {item.id: item for item in rca.evidence}
+            evidence = [by_id[i] for i in rca.root_cause.evidence if i in by_id][:3]
+            runbooks.extend(hit.source for hit in rca.runbooks if hit.source not in runbooks)
+        pending = state.pending_approval
+        return IncidentBrief(
+            incident_id=state.incident_id,
+            workflow_id=workflow.info().workflow_id,
+            title=state.title,
+            status=state.status.value,
+            severity=state.severity,
+            service=state.service,
+            category=state.category,
+            confidence=rca.confidence if rca else None,
+            root_cause=rca.root_cause.summary if rca else None,
+            component=rca.root_cause.component if rca else None,
+            code_related=rca.code_related if rca else False,
+            evidence=evidence,
+            runbooks=runbooks[:3],
+            firing=state.firing_count,
+            alerts=state.alert_occurrences,
+            opened_at=state.opened_at,
+            resolved_at=state.resolved_at,
+            closed_at=state.closed_at,
+            pending=None
+            if pending is None
+            else BriefProposal(
+                proposal_id=pending.proposal_id,
+                action=pending.proposal.action,
+                params=pending.proposal.params,
+                proposed_by=pending.proposal.proposed_by,
+                reason=pending.proposal.reason,
+                policy_reason=pending.policy_reason,
+                dry_run=pending.dry_run,
+                escalation_level=pending.escalation_level,
+            ),
+            acknowledged_by=integrations.acknowledged_by,
+            acknowledged_at=integrations.acknowledged_at,
+            decisions=[
+                BriefDecision(decision=d.decision.value, by=d.by, action=d.action, reason=d.reason, at=d.decided_at)
+                for d in state.decisions[-5:]
+            ],
+            pull_requests=integrations.pull_requests,
+        )
 
     # ---- signals, updates, queries ------------------------------------------------------------------------
 
@@ -960,6 +1210,49 @@ class IncidentWorkflow:
         )
         raise ApplicationError(why, type="Refused", non_retryable=True)
 
+    @workflow.update(name="acknowledge")
+    def acknowledge(self, request: AcknowledgeRequest) -> IncidentState:
+        """Someone is on it: recorded with who and when, and an unanswered proposal escalates no further."""
+        if self._state.status in FINAL_STATUSES:
+            self._refuse("acknowledge", request.by, f"incident is already {self._state.status.value}")
+        integrations = self._state.integrations
+        if integrations.acknowledged_by is not None:
+            self._refuse("acknowledge", request.by, f"already acknowledged by {integrations.acknowledged_by}")
+        integrations.acknowledged_by = request.by
+        integrations.acknowledged_at = workflow.now()
+        self._record(
+            TimelineKind.ACKNOWLEDGED,
+            f"{request.by} acknowledged" + (f": {request.note}" if request.note else ""),
+            actor=request.by,
+        )
+        self._set_details()
+        return self._state
+
+    @workflow.signal(name="code_change")
+    def on_code_change(self, change: CodeChange) -> None:
+        """A pull request naming the incident was merged: recorded once, whatever the webhook re-delivers."""
+        integrations = self._state.integrations
+        pr = change.pull_request
+        if change.delivery_id in integrations.seen_deliveries or any(
+            p.repository == pr.repository and p.number == pr.number for p in integrations.pull_requests
+        ):
+            return
+        integrations.seen_deliveries = [
+            *integrations.seen_deliveries[-(RECENT_DELIVERIES // 10 - 1) :],
+            change.delivery_id,
+        ]
+        if len(integrations.pull_requests) >= MAX_PULL_REQUESTS:
+            return
+        integrations.pull_requests.append(pr)
+        self._record(
+            TimelineKind.CODE_CHANGE,
+            f"Pull request {pr.repository}#{pr.number} merged"
+            + (f" by {pr.merged_by}" if pr.merged_by else "")
+            + f": {pr.title}",
+            actor=pr.merged_by or "github",
+            data={"repository": pr.repository, "number": pr.number, "url": pr.url},
+        )
+
     @workflow.query(name="state")
     def state(self) -> IncidentState:
         return self._state
@@ -1032,6 +1325,7 @@ class IncidentWorkflow:
             lines.append(
                 f"awaiting approval of `{pending.proposal.action}` (escalation level {pending.escalation_level})"
             )
+        lines.extend(_integration_lines(state))
         lines.extend(f"- {e.at:%H:%M:%S} {e.message}" for e in state.timeline[-5:])
         workflow.set_current_details("\n".join(lines))
 
@@ -1068,11 +1362,34 @@ class IncidentWorkflow:
                 await self._wait(lambda: bool(self._unsaved_events) or self._stop_persisting, PERSIST_BATCH_SECONDS)
             await self._flush()
 
-    async def _drain(self, persister: asyncio.Task[None]) -> None:
-        """Before completing or continuing as new: let handlers finish and every change reach the store."""
+    async def _drain(self, persister: asyncio.Task[None], notifier: asyncio.Task[None] | None) -> None:
+        """Before completing or continuing as new: let handlers finish, the plugins hear of the last changes (the
+        close moves the ticket) and every change reach the store."""
         await workflow.wait_condition(workflow.all_handlers_finished)
+        if notifier is not None:
+            self._stop_notifying = True
+            await self._drain_notifier(notifier)
         self._stop_persisting = True
         await persister
+
+    async def _drain_notifier(self, notifier: asyncio.Task[None]) -> None:
+        """Let the plugins hear of the last changes, for at most the policy's drain time: with no integrations
+        worker (or Slack down for long) the incident still closes, and the timeline says what was not told. A
+        continue-as-new loses nothing: the next run tells what this one did not."""
+        try:
+            await workflow.wait_condition(notifier.done, timeout=timedelta(seconds=self._policy.notify_drain_seconds))
+        except TimeoutError:
+            notifier.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ActivityError):
+                await notifier
+            self._record(
+                TimelineKind.INTEGRATION,
+                f"Notifications still in flight after {self._policy.notify_drain_seconds:g}s were abandoned: "
+                "is a vigil-integrations worker running?",
+                data={"failed": True},
+            )
+            return
+        await notifier
 
     def _has_unsaved(self) -> bool:
         return self._row_dirty or bool(self._unsaved_alerts) or bool(self._unsaved_events)
@@ -1120,6 +1437,21 @@ class IncidentWorkflow:
         return (
             info.is_continue_as_new_suggested() or info.get_current_history_length() > self._policy.max_history_events
         )
+
+
+def _integration_lines(state: IncidentState) -> list[str]:
+    integrations = state.integrations
+    lines = []
+    if integrations.acknowledged_by:
+        lines.append(f"acknowledged by {integrations.acknowledged_by}")
+    if integrations.notifier is not None:
+        lines.append(f"Slack: {integrations.notifier.permalink or integrations.notifier.ts}")
+    if integrations.ticket is not None:
+        lines.append(f"ticket: [{integrations.ticket.key}]({integrations.ticket.url})")
+    if integrations.code_host is not None:
+        code = integrations.code_host
+        lines.append(f"GitHub: [{code.repository}#{code.number}]({code.url})")
+    return lines
 
 
 def _cause(exc: ActivityError) -> str:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from pydantic import BaseModel
-from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client
 
+from api import incident_updates
 from api.deps import RETRY_AFTER, ClientDep, StoreDep, require_token
+from api.incident_updates import IncidentNotFound, TemporalUnavailable, UpdateRefused
 from api.metrics import API_ERRORS
 from vigil import incident_list
 from vigil.incident_list import IncidentLocation
+from vigil.integrations.models import AcknowledgeRequest
 from vigil.models import (
     ApprovalOutcome,
     ApprovalRequest,
@@ -28,7 +29,6 @@ from vigil.models import (
 )
 from vigil.store.database import STORE_UNAVAILABLE, store_unavailable
 
-_QUERY_TIMEOUT = timedelta(seconds=5)
 M = TypeVar("M", bound=BaseModel)
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"], dependencies=[Depends(require_token)])
 
@@ -49,25 +49,12 @@ async def list_incidents(
     )
 
 
-async def _live_state(client: Client, workflow_id: str, run_id: str | None = None) -> IncidentState | None:
-    try:
-        state: IncidentState = await client.get_workflow_handle(workflow_id, run_id=run_id).query(
-            "state", result_type=IncidentState, rpc_timeout=_QUERY_TIMEOUT
-        )
-    except RPCError:
-        return None
-    return state
-
-
 async def _locate(client: Client, incident_id: str) -> IncidentLocation:
     try:
-        location = await incident_list.locate(client, incident_id)
-    except RPCError as exc:
+        return await incident_updates.locate(client, incident_id)
+    except TemporalUnavailable as exc:
         API_ERRORS.labels("locate", "503").inc()
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, f"Temporal: {exc.message}", headers=RETRY_AFTER
-        ) from exc
-    return location or IncidentLocation(incident_id=incident_id, workflow_id=incident_id, run_id=None)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers=RETRY_AFTER) from exc
 
 
 @router.get(
@@ -78,7 +65,7 @@ async def _locate(client: Client, incident_id: str) -> IncidentLocation:
 )
 async def get_incident(incident_id: IncidentId, client: ClientDep, store: StoreDep) -> IncidentDetail:
     location = await _locate(client, incident_id)
-    state = await _live_state(client, location.workflow_id, location.run_id)
+    state = await incident_updates.live_state(client, location.workflow_id, location.run_id)
     occurrence = state.incident_id if state is not None else location.incident_id
     try:
         record = await store.get_incident(occurrence)
@@ -113,32 +100,18 @@ async def get_incident(incident_id: IncidentId, client: ClientDep, store: StoreD
 
 
 async def _update(client: Client, incident_id: str, update: str, arg: BaseModel, result_type: type[M]) -> M:
-    """Run a workflow update on the incident's own run chain, never on a later incident of its group; a refusal
-    by the workflow becomes 409, an unknown incident 404, Temporal down 503."""
-    location = await _locate(client, incident_id)
-    live = await _live_state(client, location.workflow_id)
-    if live is not None and incident_id not in (live.incident_id, location.workflow_id):
-        API_ERRORS.labels(update, "409").inc()
-        raise HTTPException(status.HTTP_409_CONFLICT, f"incident {incident_id} is closed")
+    """A refusal by the workflow becomes 409, an unknown incident 404, Temporal down 503."""
     try:
-        handle = client.get_workflow_handle(location.workflow_id)
-        result: M = await handle.execute_update(update, arg, result_type=result_type)
-    except WorkflowUpdateFailedError as exc:
+        return await incident_updates.run_update(client, incident_id, update, arg, result_type)
+    except UpdateRefused as exc:
         API_ERRORS.labels(update, "409").inc()
-        cause = exc.cause
-        raise HTTPException(status.HTTP_409_CONFLICT, getattr(cause, "message", None) or str(cause)) from exc
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            API_ERRORS.labels(update, "404").inc()
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no open incident {incident_id}") from exc
-        if exc.status == RPCStatusCode.FAILED_PRECONDITION:
-            API_ERRORS.labels(update, "409").inc()
-            raise HTTPException(status.HTTP_409_CONFLICT, f"incident {incident_id} is closed") from exc
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except IncidentNotFound as exc:
+        API_ERRORS.labels(update, "404").inc()
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except TemporalUnavailable as exc:
         API_ERRORS.labels(update, "503").inc()
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, f"Temporal: {exc.message}", headers=RETRY_AFTER
-        ) from exc
-    return result
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers=RETRY_AFTER) from exc
 
 
 _CONFLICT: dict[int | str, dict[str, Any]] = {
@@ -171,3 +144,13 @@ async def decide(incident_id: IncidentId, request: ApprovalRequest, client: Clie
 @router.post("/{incident_id}/resolve", response_model=IncidentState, responses=_CONFLICT, summary="Resolve by hand")
 async def resolve(incident_id: IncidentId, request: ResolveRequest, client: ClientDep) -> IncidentState:
     return await _update(client, incident_id, "resolve", request, IncidentState)
+
+
+@router.post(
+    "/{incident_id}/acknowledge",
+    response_model=IncidentState,
+    responses=_CONFLICT,
+    summary="Acknowledge: record who is on it; an unanswered proposal escalates no further",
+)
+async def acknowledge(incident_id: IncidentId, request: AcknowledgeRequest, client: ClientDep) -> IncidentState:
+    return await _update(client, incident_id, "acknowledge", request, IncidentState)
