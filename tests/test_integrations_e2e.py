@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -331,3 +332,64 @@ async def test_unconfigured_integrations_are_skipped_and_said(workers: list[Any]
     assert any("JIRA_URL" in note for note in notes), notes
     assert any("GITHUB_TOKEN" in note for note in notes), notes
     assert detail.state.status is IncidentStatus.MONITORING
+
+
+@pytest.mark.timeout(240)
+async def test_code_related_incident_gets_a_github_issue_and_its_deploy_commits_as_evidence(
+    stack: Stack, unique: str
+) -> None:
+    """A deploy, then application exceptions: the diagnosis is code-related, so the service's repository gets an
+    issue, and the commits between the previous and the suspect deploy become evidence of the diagnosis."""
+    now = datetime.now(UTC)
+    base, fix, suspect = (uuid.uuid4().hex + uuid.uuid4().hex[:8] for _ in range(3))
+    stack.github.add_commits(
+        REPOSITORY, [(base, "v1", "ana"), (fix, "cart: total in minor units", "bob"), (suspect, "v2", "bob")]
+    )
+    for version, commit, at in (("v1", base, now - timedelta(hours=2)), ("v2", suspect, now - timedelta(minutes=4))):
+        sent = await stack.http.post(
+            "/api/v1/events/deploy",
+            json={"service": SERVICE, "version": f"{unique}-{version}", "commit": commit, "ts": at.isoformat()},
+        )
+        assert sent.status_code == 202, sent.text
+    trace = (
+        "Traceback (most recent call last):\n"
+        '  File "/srv/app/shop/cart.py", line 88, in total\n'
+        '    return sum(line["amount_minor"] for line in lines)\n'
+        "TypeError: unsupported operand type(s) for +: 'int' and 'str'"
+    )
+    lines = [
+        {
+            "ts": (now - timedelta(minutes=3, seconds=-5 * i)).isoformat(),
+            "service": SERVICE,
+            "level": "ERROR",
+            "message": f"unhandled exception in POST /cart\n{trace}",
+        }
+        for i in range(30)
+    ]
+    pushed = await stack.http.post("/api/v1/logs", json=lines)
+    assert pushed.status_code == 202, pushed.text
+
+    incident_id, _ = await _open(stack, unique)
+    try:
+        detail = await eventually(
+            lambda: _detail(stack.http, incident_id),
+            lambda d: (
+                d.state is not None
+                and d.state.integrations.code_host is not None
+                and bool(d.state.integrations.code_host.commits)
+            ),
+            timeout=90,
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{_log(stack)}") from None
+    assert detail.state is not None
+    assert detail.state.diagnosis is not None
+    assert detail.state.diagnosis.code_related
+    code = detail.state.integrations.code_host
+    assert code is not None
+    assert code.repository == REPOSITORY
+    assert [c.sha for c in code.commits] == [fix, suspect]
+    evidence = {item.id for item in detail.state.diagnosis.evidence}
+    assert {f"commit:{fix[:12]}", f"commit:{suspect[:12]}"} <= evidence
+    issues = [i for i in stack.github.issues_of(REPOSITORY) if f"vigil-{incident_id}" in json.dumps(i)]
+    assert len(issues) == 1
