@@ -336,7 +336,10 @@ class SlackListeners:
         if not await self._may_decide("resolve", presser):
             return
         request = ResolveRequest(by=presser.actor, reason="resolved from Slack")
-        update_id = f"slack-resolve-{button.incident_id}"
+        # keyed on the press (a re-delivery decides once), not the incident alone: an incident that re-opens within
+        # the same run can be resolved from Slack again
+        press = str(((body.get("actions") or [{}])[0] or {}).get("action_ts") or "")
+        update_id = f"slack-resolve-{button.incident_id}-{press}"
         await self._update("resolve", presser, button.incident_id, "resolve", request, IncidentState, update_id)
 
     def _connected(self) -> Client:

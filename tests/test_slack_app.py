@@ -277,10 +277,18 @@ async def test_acknowledge_then_resolve(
     resolve = fake.interaction_body(RESOLVE_ACTION, button_value(incident_id), user_id=APPROVER)
     assert (await deliver(vigil, fake, resolve)).status_code == 200
     await counted("resolve", "done", resolved + 1)
+    assert (await deliver(vigil, fake, resolve)).status_code == 200  # the same press, re-delivered: decided once
+    await counted("resolve", "done", resolved + 2)
     state = await state_of(vigil, incident_id)
     assert state.status in (IncidentStatus.RESOLVED, IncidentStatus.CLOSED)
     (event,) = events(state, TimelineKind.RESOLVED)
     assert event.actor == f"slack:{APPROVER}"
+
+    refused = interactions("resolve", "refused")
+    another = fake.interaction_body(RESOLVE_ACTION, button_value(incident_id), user_id=APPROVER)
+    assert (await deliver(vigil, fake, another)).status_code == 200  # a new press on a resolved incident
+    await counted("resolve", "refused", refused + 1)
+    assert len(events(await state_of(vigil, incident_id), TimelineKind.RESOLVED)) == 1
 
 
 async def test_malformed_buttons_are_refused(vigil: httpx.AsyncClient, fake: FakeSlack) -> None:
