@@ -325,3 +325,15 @@ def test_deploys_sharing_a_version_get_distinct_evidence_ids() -> None:
     assert sorted(deploy_ids) == ["deploy:1.4.2@payments", "deploy:1.4.2@payments#2", "deploy:1.4.2@toyprod"]
     timeline_ids = {t.evidence_id for t in report.timeline if t.kind == "deploy"}
     assert timeline_ids == set(deploy_ids)
+
+
+def test_severity_is_the_alerts_own_not_a_log_detectors() -> None:
+    """A warning-only incident stays a warning however loud its logs (the database-down detector says critical);
+    with no alert the detectors decide."""
+    bundle = toyprod_bundle()
+    bundle["alerts"][0]["labels"]["severity"] = "warning"
+    warned = analyze(parse_bundle(bundle))
+    assert any(f.severity == "critical" for f in warned.findings)
+    assert warned.severity == "warning"
+    bundle["alerts"] = []
+    assert analyze(parse_bundle(bundle)).severity == "critical"

@@ -411,10 +411,13 @@ _CATEGORY_ACTIONS: dict[Category, str] = {
 
 
 def _severity(alerts: Sequence[Any], findings: Sequence[Finding]) -> str:
+    """The most severe of the alerts' own severities: the people who wrote the rules know the impact. The
+    detectors' severities (a log line's wording) decide only when no alert came with the evidence."""
     mapping = {"critical": "critical", "page": "critical", "high": "high", "error": "high", "major": "high"}
     mapping |= {"warning": "warning", "warn": "warning", "minor": "warning", "info": "info", "none": "info"}
     levels = [mapping.get(a.labels.get("severity", "").lower(), "warning") for a in alerts]
-    levels += [f.severity for f in findings]
+    if not levels:
+        levels = [f.severity for f in findings]
     return min(levels, key=lambda s: SEVERITY_ORDER.get(s, 9)) if levels else "info"
 
 
