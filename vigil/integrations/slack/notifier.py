@@ -35,7 +35,7 @@ from vigil.integrations.slack.blocks import (
     is_bare_transition,
     thread_text,
 )
-from vigil.integrations.text import links_for
+from vigil.integrations.text import links_for, retry_after_seconds
 from vigil.settings import Settings
 
 TIMEOUT_SECONDS = 10
@@ -277,7 +277,7 @@ class SlackNotifier:
 def _api_error(method: str, response: AsyncSlackResponse) -> Exception:
     status = response.status_code
     if status == 429:
-        retry_after = _seconds(response.headers.get("Retry-After"))
+        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
         later = f"; retry after {retry_after:g}s" if retry_after is not None else ""
         return IntegrationUnavailable(f"Slack rate-limited {method}{later}", retry_after=retry_after)
     if status >= 500:
@@ -292,13 +292,6 @@ def _api_error(method: str, response: AsyncSlackResponse) -> Exception:
     elif error == "missing_scope" and data.get("needed"):
         hint = f": the Slack app needs the {data['needed']} scope(s)"
     return SlackRejected(f"Slack refused {method}: {error or f'HTTP {status}'}{hint}", error=error)
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _metadata(brief: IncidentBrief) -> dict[str, Any]:
