@@ -80,3 +80,14 @@ def test_cli_bad_input(tmp_path: Path) -> None:
     bad.write_text("not json\n")
     result = CliRunner().invoke(app, ["logs", "sessions", "--train", str(bad), "--score", str(bad)])
     assert result.exit_code == 2
+
+
+def test_length_outliers() -> None:
+    """A session far longer than any normal one is flagged for its length, even when every event and transition
+    in it is known."""
+    normal = [["open <*>", *(["read <*> bytes"] * (3 + i % 4)), "close <*>"] for i in range(40)]
+    model = SessionModel().fit(normal)
+    assert not model.score("ok", ["open f", "read 1 bytes", "read 2 bytes", "read 3 bytes", "close f"]).anomalous
+    looping = model.score("loop", ["open f", *(["read 1 bytes"] * 40), "close f"])
+    assert looping.anomalous
+    assert any(r.startswith("session length 42 outside") for r in looping.reasons)

@@ -26,9 +26,10 @@ from vigil.cli import app
         ('user=alice id=42 msg="hello world" ok', "user=<*> id=<*> msg=<*> ok"),
         ("GET https://api.example.com/v1/x?id=3 took 12.5ms", "GET <*> took <*>"),
         ("Loaded /etc/app/config.yaml for bob@example.com", "Loaded <*> for <*>"),
-        ("Checkpoint at 2026-01-05 08:00:00,123", "Checkpoint at <*> <*>"),
+        ("Checkpoint at 2026-01-05 08:00:00,123", "Checkpoint at <*>"),
         ("hash 0xdeadbeef at [12ms], node-7: done.", "hash <*> at [<*>], <*>: done."),
-        ("opened 'my file 7' ok", "opened '<*>' ok"),
+        ("opened 'my file 7' ok", "opened 'my file <*>' ok"),
+        ("opened 'a long file name 7' ok", "opened '<*>' ok"),
         ('"SyncLoop ADD" source="api"', '"SyncLoop ADD" source=<*>'),
         ("plain   words  only", "plain words only"),
     ],
@@ -47,11 +48,13 @@ def test_ids_are_stable_and_kept_when_a_template_generalises() -> None:
     other = TemplateMiner()
     other.add("something else entirely")
     assert other.add("Invalid user admin from 10.9.9.9").template_id == first.template_id
-    # a word variable becomes <*> once three distinct words share the slot; the oldest id survives
+    # a word variable becomes <*> once three distinct, rarely repeated words share the slot (decided with
+    # hindsight: `add` returns the template matched at the time, `resolve` the consolidated one); the oldest id
+    # survives
     miner.add("Invalid user oracle from 10.0.0.3")
     third = miner.add("Invalid user test from 10.0.0.4")
-    assert third.template_id == first.template_id
-    assert third.template == "Invalid user <*> from <*>"
+    assert miner.resolve(third.template_id) == first.template_id
+    assert miner.template(third.template_id) == "Invalid user <*> from <*>"
     assert miner.add("Invalid user guest from 10.0.0.5").template_id == first.template_id
     assert len(miner) == 1
     # every id ever returned resolves to the surviving one
@@ -65,6 +68,46 @@ def test_two_alternatives_stay_two_templates() -> None:
     b = miner.add("cupsd shutdown succeeded")
     assert a.template_id != b.template_id
     assert miner.add("cupsd startup succeeded").template_id == a.template_id
+
+
+def test_one_constant_word_apart_stays_apart() -> None:
+    """The issue's failure mode: a few words each seen many times in one slot are constants, not a variable
+    (OpenStack's VM lifecycle events, HPC's commands), while many rarely repeated words are one."""
+    miner = TemplateMiner()
+    states = ("Started", "Paused", "Resumed", "Stopped")
+    lifecycle = [
+        miner.add(f"[instance: 6d{i:03d}a-11] VM {state} (Lifecycle Event)").template_id
+        for i in range(30)
+        for state in states
+    ]
+    commands = [
+        miner.add(f"{verb}  (command {1900 + i})").template_id for i in range(30) for verb in ("boot", "wait", "halt")
+    ]
+    assert len({miner.resolve(t) for t in lifecycle}) == len(states)
+    assert len({miner.resolve(t) for t in commands}) == 3
+    users = [
+        miner.add(f"Invalid user {name}{chr(97 + i)} from 10.0.0.{i}").template_id
+        for i, name in enumerate(["ann", "bob", "cy", "dan", "eve"])
+    ]
+    assert len({miner.resolve(t) for t in users}) == 1
+
+
+def test_dates_units_and_http_methods_in_masking() -> None:
+    """Dates and unit words inside a variable do not split a template; GET and POST do."""
+    assert mask("connection from 10.1.2.3 at Fri Jun 17 07:07:00 2005") == mask(
+        "connection from 10.9.9.9 at Sat Jul 2 10:00:01 2005"
+    )
+    short = "proxy:5070 close, 0 bytes sent, 0 bytes received, lifetime <1 sec"
+    long = "proxy:5070 close, 1190 bytes (1.16 KB) sent, 1671 bytes (1.63 KB) received, lifetime 00:02"
+    assert mask(short) == mask(long) == "<*> close, <*> sent, <*> received, lifetime <*>"
+    assert mask("stored (estimated size 5.2 KB, free 5.2 KB)") == mask("stored (estimated size 93.0 B, free 317.1 KB)")
+    get = mask('10.11.10.1 "GET /v2/servers/detail HTTP/1.1" status: 200 len: 1893 time: 0.2477829')
+    post = mask('10.11.10.1 "POST /v2/os-events HTTP/1.1" status: 200 len: 380 time: 0.0913219')
+    assert get != post
+    assert '"GET' in get
+    assert '"POST' in post
+    assert mask("ws=WorkSource{10113}, uid=1000") == mask("ws=null, uid=1000") == "ws=<*>, uid=<*>"
+    assert mask("(uid=0)") == "(uid=<*>)"
 
 
 def test_match_does_not_learn() -> None:
@@ -141,7 +184,9 @@ def test_grouping_accuracy_on_the_generated_corpus() -> None:
     assert len(scores) >= 12
     overall = sum(scores.values()) / len(scores)
     assert overall >= 0.95, scores
-    assert min(scores.values()) >= 0.9, scores
+    # 0.85, not 0.9: up to four words in one slot are kept as constant alternatives (VM Paused / Resumed on real
+    # logs), which the generated PythonApp's four error kinds pay for (0.90)
+    assert min(scores.values()) >= 0.85, scores
     # one miner for every source at once
     assert grouping_accuracy(mixed_truth, [mixed.resolve(t) for t in mixed_ids]) >= 0.95
 

@@ -16,7 +16,10 @@ one clear sign of an anomaly:
    least ``min_support`` sessions and are ordered so in at least 99% of them; 1.0 per violated pair;
 4. **robust distance**: L1 distance of the count vector to the nearest count signature seen in at least two
    training sessions, divided by 8 (a signature seen twice scores 0; a single training session may be an
-   anomaly).
+   anomaly);
+5. **length outlier**: 1.0 when the session has fewer than half the events of the 1st percentile of the training
+   sessions' lengths, or more than twice the 99th percentile (a block that stops after two events, a request
+   that loops).
 
 The threshold is learnt from the training data only: the larger of 1.0 and the 98th percentile of the
 training sessions' scores (up to 2% contamination does not move it). No labels are used.
@@ -70,6 +73,7 @@ class SessionModel:
         self._null = np.zeros((0, 1))
         self._before: list[tuple[str, str]] = []
         self._signatures = np.zeros((0, 0))
+        self._length_range = (0.0, math.inf)
 
     # -- mapping ----------------------------------------------------------------------------------------------
 
@@ -107,6 +111,9 @@ class SessionModel:
         self._before = self._precedence(keyed)
         sig, sig_counts = np.unique(x, axis=0, return_counts=True) if n else (np.zeros((0, len(self._vocab))), [])
         self._signatures = sig[np.asarray(sig_counts) >= 2] if n else sig
+        if n:
+            lengths = [len(keys) for keys in keyed]
+            self._length_range = (float(np.quantile(lengths, 0.01)) / 2, float(np.quantile(lengths, 0.99)) * 2)
         scores = [self._score(keys, row)[0] for keys, row in zip(keyed, x, strict=True)]
         self.threshold = max(1.0, float(np.quantile(scores, 0.98))) if scores else 1.0
         return self
@@ -173,6 +180,9 @@ class SessionModel:
             distance = float(np.abs(self._signatures - row).sum(axis=1).min())
             if distance > 0:
                 parts.append((distance / _DISTANCE_SCALE, f"count signature {distance:g} from the nearest normal one"))
+        low, high = self._length_range
+        if not low <= len(keys) <= high:
+            parts.append((1.0, f"session length {len(keys)} outside the normal range {low:g}-{high:g}"))
         parts.sort(key=lambda p: -p[0])
         return sum(p[0] for p in parts), [p[1] for p in parts]
 

@@ -11,11 +11,17 @@ How a message finds its template:
    position is equal or ``<*>`` in the template; the most specific match wins. Unlike Drain there is no
    similarity threshold to tune: constant words must agree.
 4. **Learning** (``add`` only): with no match a new template is created. Variables that are plain words (user
-   names, table names, states) are found by **sibling merging**: when ``merge_after`` (default 3) templates of
-   the same length are identical except for one position where each has a different word, that position is a
-   variable and they are merged into one template with ``<*>`` there. Two alternatives
-   (``cupsd startup succeeded`` / ``cupsd shutdown succeeded``) stay two templates; three or more distinct
-   words in the same slot (``Invalid user admin/oracle/test from <*>``) become a variable.
+   names, table names, bundle ids) are found later, with hindsight, by **consolidation**: templates of the same
+   length that are identical except at one position form a sibling group, and the position becomes ``<*>``
+   (the group merges into one template) when it behaves like a variable: at least ``merge_after`` (default 3)
+   distinct words that are rarely repeated (distinct words >= 20% of the group's lines) or identifier-shaped
+   (``system.call.count``, ``com.apple.x``), or at least 5 distinct plain words in a slot other than the first
+   (groups that share a template merge together, so two variable slots become one template). A handful of words
+   each seen many times (``VM Paused`` / ``VM Resumed``, ``boot`` / ``wait`` / ``halt``) is a constant and keeps
+   its templates apart. That can only be told once enough lines are in, which is why merging waits:
+   consolidation runs every 64 new templates and whenever an id is resolved or templates are read after new ones
+   were learnt. ``add`` returns the template a line matched at the time; :meth:`TemplateMiner.resolve` gives the
+   current, consolidated one. A template learnt before a more general one that covers it joins that one.
 
 **Template ids** are ``t`` + the first 10 hex digits of the BLAKE2b hash of the *first* masked message that
 created the template. They never change when a template generalises, do not depend on the order in which
@@ -33,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -44,6 +51,12 @@ from vigil.analysis.masking import WILDCARD, mask
 STATE_VERSION = 1
 DEFAULT_MERGE_AFTER = 3
 DEFAULT_CACHE_SIZE = 200_000
+VARIABLE_SHARE = 0.2
+MANY_VALUES = 5
+CONSOLIDATE_EVERY = 64
+_POWERS = [pow(1_000_003, i, 1 << 61) for i in range(64)]
+_IDENTIFIER = re.compile(r"[A-Za-z_$][\w$]*(?:[.\-/:@#][\w$]+)+").fullmatch
+_EDGE = "([{\"'<>)]}:,;.!?="
 
 
 class TemplateMatch(NamedTuple):
@@ -67,9 +80,12 @@ class _Cluster:
     template: str = field(default="")
     merged_into: _Cluster | None = None
 
+    constants: int = 0
+
     def __post_init__(self) -> None:
         if not self.template:
             self.template = " ".join(self.tokens)
+        self.constants = sum(1 for t in self.tokens if t != WILDCARD)
 
     def live(self) -> _Cluster:
         cluster = self
@@ -95,9 +111,10 @@ class TemplateMiner:
         self._aliases: dict[str, str] = {}
         self._buckets: dict[tuple[int, str], list[_Cluster]] = {}
         self._by_length: dict[int, list[_Cluster]] = {}
-        self._by_second: dict[tuple[int, str], list[_Cluster]] = {}
         self._cache: dict[str, _Cluster] = {}
         self._seq = 0
+        self._new_since_consolidation = 0
+        self._fresh: list[_Cluster] = []
 
     # -- public API ---------------------------------------------------------------------------------------------
 
@@ -115,13 +132,19 @@ class TemplateMiner:
         cluster = self._search(toks)
         if cluster is None:
             cluster = self._create(masked, toks)
-            cluster = self._merge_siblings(cluster)
+            if 0 < cluster.constants < len(toks):
+                self._fresh.append(cluster)
+            self._new_since_consolidation += 1
+            if self._new_since_consolidation >= CONSOLIDATE_EVERY:
+                self.consolidate()
+                cluster = cluster.live()
         cluster.count += 1
         self._remember(masked, cluster)
         return TemplateMatch(cluster.template_id, cluster.template)
 
     def match(self, message: str) -> TemplateMatch | None:
         """The template ``message`` belongs to, or None; learns nothing."""
+        self._settle()
         masked = mask(message)
         cluster = self._cache.get(masked)
         if cluster is None:
@@ -133,6 +156,7 @@ class TemplateMiner:
 
     def resolve(self, template_id: str) -> str:
         """The current id of a template id this miner ever returned (ids of merged templates are aliases)."""
+        self._settle()
         seen = 0
         while template_id in self._aliases and seen < 1000:
             template_id = self._aliases[template_id]
@@ -146,16 +170,29 @@ class TemplateMiner:
 
     def templates(self) -> list[TemplateInfo]:
         """Every template learnt so far, most frequent first."""
+        self._settle()
         return sorted(
             (TemplateInfo(c.template_id, c.template, c.count) for c in self._clusters.values()),
             key=lambda info: (-info.count, info.template_id),
         )
 
     def __len__(self) -> int:
+        self._settle()
         return len(self._clusters)
+
+    def consolidate(self) -> None:
+        """Merge the sibling groups that behave like a variable (see the module docstring); idempotent."""
+        self._new_since_consolidation = 0
+        fresh, self._fresh = self._fresh, []
+        for general in fresh:
+            if general.merged_into is None:
+                self._absorb_instances(general)
+        while self._consolidate_once():
+            pass
 
     def save(self, path: str | Path) -> None:
         """Write the state as JSON, atomically (temporary file + rename)."""
+        self._settle()
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         state: dict[str, Any] = {
@@ -213,8 +250,6 @@ class TemplateMiner:
         first = cluster.tokens[0] if cluster.tokens else ""
         self._buckets.setdefault((n, first), []).append(cluster)
         self._by_length.setdefault(n, []).append(cluster)
-        if n > 1:
-            self._by_second.setdefault((n, cluster.tokens[1]), []).append(cluster)
 
     def _unindex(self, cluster: _Cluster) -> None:
         del self._clusters[cluster.template_id]
@@ -222,8 +257,6 @@ class TemplateMiner:
         first = cluster.tokens[0] if cluster.tokens else ""
         self._buckets[(n, first)].remove(cluster)
         self._by_length[n].remove(cluster)
-        if n > 1:
-            self._by_second[(n, cluster.tokens[1])].remove(cluster)
 
     def _create(self, masked: str, toks: list[str]) -> _Cluster:
         base = template_id_for(masked)
@@ -245,72 +278,110 @@ class TemplateMiner:
             best = _best(self._buckets.get((n, WILDCARD), ()), toks)
         return best
 
-    def _related(self, n: int, toks: list[str]) -> list[_Cluster]:
-        """Templates of length ``n`` that can differ from ``toks`` at one position or only where ``toks`` has
-        ``<*>``: they share its first token, or its second one, or start with ``<*>`` (indexed, so that learning
-        stays fast with many thousands of templates)."""
-        first, second = toks[0], toks[1]
-        if first == WILDCARD and second == WILDCARD:
-            return list(self._by_length.get(n, ()))
-        seen: dict[int, _Cluster] = {}
-        groups = [self._buckets.get((n, WILDCARD), [])]
-        if first != WILDCARD:
-            groups.append(self._buckets.get((n, first), []))
-        if second != WILDCARD:
-            groups.append(self._by_second.get((n, second), []))
-            groups.append(self._by_second.get((n, WILDCARD), []))
-        else:
-            groups.append(self._by_second.get((n, WILDCARD), []))
-        for group in groups:
-            for cluster in group:
-                seen[id(cluster)] = cluster
-        return sorted(seen.values(), key=lambda c: c.seq)
+    def _settle(self) -> None:
+        if self._new_since_consolidation:
+            self.consolidate()
 
-    def _merge_siblings(self, new: _Cluster) -> _Cluster:
-        """Merge ``new`` with the templates that differ from it at one word position, once there are enough."""
-        toks = new.tokens
-        n = len(toks)
-        if n < 2:
-            return new
-        by_position: dict[int, list[_Cluster]] = {}
-        for cluster in self._related(n, toks):
-            if cluster is new:
+    def _consolidate_once(self) -> bool:
+        """One pass over the sibling groups; True when something merged (a merge can form new groups).
+
+        A template's sibling keys are its tokens with one position left out, hashed in O(length) (a polynomial
+        hash minus the left-out token's term); a group is checked token by token before it merges."""
+        groups: dict[tuple[int, int, int], list[_Cluster]] = {}
+        for cluster in self._clusters.values():
+            toks = cluster.tokens
+            n = len(toks)
+            if n < 2 or cluster.constants < 2:
                 continue
-            position = -1
-            for i, (a, b) in enumerate(zip(cluster.tokens, toks, strict=True)):
-                if a != b and a != WILDCARD:
-                    if position >= 0:
-                        position = -2
-                        break
-                    position = i
-            if position >= 0:
-                by_position.setdefault(position, []).append(cluster)
-        best_position = -1
-        for position, siblings in by_position.items():
-            if len(siblings) + 1 >= self.merge_after and (
-                best_position < 0 or len(siblings) > len(by_position[best_position])
+            terms = [hash(tok) * _POWERS[i % len(_POWERS)] for i, tok in enumerate(toks)]
+            total = sum(terms)
+            for position, tok in enumerate(toks):
+                if tok != WILDCARD:
+                    groups.setdefault((n, position, total - terms[position]), []).append(cluster)
+        # Groups that qualify and share a template are one merge (a template with two variable slots is in a
+        # qualifying group for each): union-find over the members, then each component becomes one template with
+        # <*> wherever its members differ.
+        parent: dict[int, _Cluster] = {}
+
+        def root(cluster: _Cluster) -> _Cluster:
+            while parent.get(id(cluster), cluster) is not cluster:
+                cluster = parent[id(cluster)]
+            return cluster
+
+        for (_, position, _), members in groups.items():
+            if len(members) < self.merge_after:
+                continue
+            first = members[0].tokens
+            if any(
+                m.tokens[:position] != first[:position] or m.tokens[position + 1 :] != first[position + 1 :]
+                for m in members
             ):
-                best_position = position
-        if best_position < 0:
-            return new
-        group = sorted([*by_position[best_position], new], key=lambda c: c.seq)
+                continue  # a hash collision, not siblings
+            if _variable_slot([m.tokens[position] for m in members], sum(m.count for m in members), position):
+                keep = root(members[0])
+                parent.setdefault(id(keep), keep)
+                for other in members[1:]:
+                    other_root = root(other)
+                    if other_root is not keep:
+                        parent[id(other_root)] = keep
+        components: dict[int, list[_Cluster]] = {}
+        for cluster in list(self._clusters.values()):
+            if id(cluster) in parent:
+                components.setdefault(id(root(cluster)), []).append(cluster)
+        merged_any = False
+        for component in components.values():
+            members = [m for m in component if m.merged_into is None]  # an earlier merge may have absorbed some
+            if len(members) < 2:
+                continue
+            columns = zip(*(m.tokens for m in members), strict=True)
+            self._merge(members, tokens=[col[0] if len(set(col)) == 1 else WILDCARD for col in columns])
+            merged_any = True
+        return merged_any
+
+    def _absorb_instances(self, general: _Cluster) -> None:
+        """Older templates that are instances of a newer, more general one (``Registering class a.b for x.y``
+        learnt before ``Registering class <*> for <*>``) join it: templates differing only at variables are one."""
+        instances = [
+            c
+            for c in self._by_length.get(len(general.tokens), ())
+            if c is not general and _fits(general.tokens, c.tokens)
+        ]
+        if instances:
+            self._merge([general, *instances], tokens=general.tokens)
+
+    def _merge(self, members: list[_Cluster], *, tokens: list[str]) -> None:
+        """Merge ``members`` into the oldest one, which takes ``tokens``; templates that are now instances of it are
+        absorbed too (templates differing only at variable positions are one)."""
+        group = sorted(members, key=lambda c: c.seq)
         keeper = group[0]
-        merged = list(keeper.tokens)
-        for other in group[1:]:
-            merged = [a if a == b else WILDCARD for a, b in zip(merged, other.tokens, strict=True)]
+        merged = list(tokens)
         self._unindex(keeper)
         keeper.tokens = merged
         keeper.template = " ".join(merged)
-        # Templates learnt before this generalisation that are now instances of it (their other variable words
-        # had no siblings yet) are absorbed too: templates that differ only at variable positions are one.
-        absorbed = [c for c in self._related(n, merged) if c is not keeper and _fits(merged, c.tokens)]
+        keeper.constants = sum(1 for t in merged if t != WILDCARD)
+        n = len(merged)
+        absorbed = [c for c in self._by_length.get(n, ()) if c is not keeper and _fits(merged, c.tokens)]
         for other in {id(c): c for c in [*group[1:], *absorbed]}.values():
             self._unindex(other)
             other.merged_into = keeper
             keeper.count += other.count
             self._aliases[other.template_id] = keeper.template_id
         self._index(keeper)
-        return keeper
+
+
+def _variable_slot(values: list[str], lines: int, position: int) -> bool:
+    """Whether the distinct words one position took (over ``lines`` lines) are the values of a variable.
+
+    Rarely repeated words are values (user names in an attack). Otherwise: identifier-shaped words
+    (``system.call.count``, ``com.apple.x``) are values, and so are at least ``MANY_VALUES`` distinct plain words
+    in one slot, except in the first one: a message's first word is its verb or subject (the prior Drain's tree is
+    built on), and the alternatives of a constant (``boot`` / ``wait`` / ``halt``, ``VM Paused`` / ``VM Resumed``,
+    states, methods) are few."""
+    if len(values) >= VARIABLE_SHARE * lines:
+        return True
+    if all(_IDENTIFIER(v.strip(_EDGE)) is not None for v in values):
+        return True
+    return position > 0 and len(values) >= MANY_VALUES
 
 
 def _fits(template: list[str], toks: list[str]) -> bool:
@@ -322,6 +393,8 @@ def _best(candidates: Iterable[_Cluster], toks: list[str]) -> _Cluster | None:
     best: _Cluster | None = None
     best_same = -1
     for cluster in candidates:
+        if not cluster.constants and any(t != WILDCARD for t in toks):
+            continue  # a template of variables only would swallow every message of its length
         same = 0
         for a, b in zip(cluster.tokens, toks, strict=True):
             if a == b:
