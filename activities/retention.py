@@ -1,4 +1,4 @@
-"""Log retention: the `delete_old_logs` activity of the incidents worker."""
+"""Log and span retention: the `delete_old_logs` activity of the incidents worker."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ class RetentionActivities:
 
     @activity.defn(name="delete_old_logs")
     async def delete_old_logs(self) -> int:
-        """Delete stored log lines older than VIGIL_LOG_RETENTION_HOURS; returns how many went. Idempotent."""
+        """Delete stored log lines and spans older than VIGIL_LOG_RETENTION_HOURS; returns how many rows went (lines
+        and spans together). Idempotent."""
         cutoff = datetime.now(UTC) - timedelta(hours=self._settings.log_retention_hours)
-        deleted = await self._store.delete_logs_before(cutoff)
-        activity.logger.info("deleted %d log lines older than %s", deleted, cutoff.isoformat())
-        return deleted
+        lines = await self._store.delete_logs_before(cutoff)
+        spans = await self._store.delete_spans_before(cutoff)
+        activity.logger.info("deleted %d log lines and %d spans older than %s", lines, spans, cutoff.isoformat())
+        return lines + spans

@@ -3,7 +3,10 @@
     {"alerts":  [Alertmanager alert objects],
      "logs":    [{"ts": ISO-8601, "service": "...", "line": "raw line"}],
      "metrics": [{"name": "...", "labels": {...}, "points": [[unix_ts, value], ...]}],
-     "deploys": [{"ts": ..., "service": ..., "version": ..., "commit": ..., "author": ..., "description": ...}]}
+     "deploys": [{"ts": ..., "service": ..., "version": ..., "commit": ..., "author": ..., "description": ...}],
+     "traces":  [spans: {"trace_id", "span_id", "parent_span_id", "service", "name", "kind", "start", "end",
+                 "error", "attributes"} (vigil.analysis.traces.Span), or OTLP/JSON export requests
+                 {"resourceSpans": [...]}, each expanded into its spans]}
 
 Bundle content is untrusted data: it is validated with size limits, analysed, never executed or obeyed.
 """
@@ -14,11 +17,15 @@ import json
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from vigil.analysis.traces import Span
+from vigil.otlp import OTLPPayloadError, TooManySpansError, parse_otlp_json_object
 
 MAX_BUNDLE_BYTES = 256 * 1024 * 1024
 MAX_LOG_RECORDS = 2_000_000
 MAX_LINE_CHARS = 64 * 1024
+MAX_SPANS = 2_000_000
 
 
 class BundleError(ValueError):
@@ -73,6 +80,28 @@ class Bundle(BaseModel):
     logs: list[LogRecord] = Field(default_factory=list, max_length=MAX_LOG_RECORDS)
     metrics: list[MetricSeries] = Field(default_factory=list)
     deploys: list[Deploy] = Field(default_factory=list)
+    traces: list[Span] = Field(default_factory=list, max_length=MAX_SPANS)
+
+    @field_validator("traces", mode="before")
+    @classmethod
+    def _expand_otlp(cls, value: Any) -> Any:
+        """OTLP/JSON export requests in the list become their spans; a span they hold that is unusable is an
+        error naming it (a bundle is checked whole, unlike a push)."""
+        if not isinstance(value, list):
+            return value
+        items: list[Any] = []
+        for position, item in enumerate(value):
+            if not (isinstance(item, dict) and ("resourceSpans" in item or "resource_spans" in item)):
+                items.append(item)
+                continue
+            try:
+                parsed = parse_otlp_json_object(item, max_spans=MAX_SPANS)
+            except (OTLPPayloadError, TooManySpansError) as exc:
+                raise ValueError(f"traces[{position}]: {exc.reason}") from None
+            if parsed.errors:
+                raise ValueError(f"traces[{position}].{parsed.errors[0]}")
+            items.extend(parsed.spans)
+        return items
 
 
 def _first_error(exc: ValidationError) -> str:
