@@ -4,7 +4,7 @@ runtime, on its Prometheus endpoint (`vigil_diagnoses_total`, `vigil_diagnosis_s
 `vigil_llm_requests_total`, `vigil_rca_dropped_claims_total`, `vigil_retrieval_failures_total`,
 `vigil_docqa_answers_total`).
 
-`diagnose_incident` reads the incident's log window and deploys from the store itself (megabytes of log text
+`diagnose_incident` reads the incident's log window, spans and deploys from the store itself (megabytes of log text
 never pass through workflow history), runs the analysis engine in a thread while heartbeating, retrieves
 runbooks and similar incidents, and returns the deterministic RCA. `llm_diagnose` improves on it when an LLM is
 configured: a rejected request (4xx, an answer outside the schema) fails non-retryably, an unreachable or slow
@@ -29,24 +29,26 @@ from activities.heartbeat import with_heartbeat
 from vigil.analysis.bundle import MAX_LOG_RECORDS, Alert, Bundle, Deploy, LogRecord, MetricSeries
 from vigil.analysis.classify import default_classifier
 from vigil.analysis.report import AnalysisReport, analyze
-from vigil.knowledge.models import ResolvedIncident
+from vigil.feedback import rerank_similar
+from vigil.knowledge.models import KnowledgeHit, ResolvedIncident
 from vigil.models import AlertRecord, DiagnoseInput, Diagnosis, LLMDiagnoseInput
 from vigil.models import LogRecord as StoredLogRecord
-from vigil.prometheus import expr_from_generator_url, measured, query_range
+from vigil.prometheus import MAX_ALERT_EXPRESSIONS, alert_expressions, query_range
 from vigil.rca.docqa import answer, retrieve
 from vigil.rca.engine import NO_LLM, deterministic_rca, link_catalogue_actions, llm_rca
 from vigil.rca.llm import LLMError, llm_configured
 from vigil.rca.models import ChatAnswer, ChatQuery, RootCauseAnalysis
-from vigil.rca.retrieval import IncidentKnowledge, runbooks_dir
+from vigil.rca.retrieval import INCIDENT_CANDIDATES, INCIDENT_HITS, IncidentKnowledge, runbooks_dir
 from vigil.remediation.catalogue import load_configured_catalogue
 from vigil.remediation.errors import RemediationConfigError
 from vigil.settings import Settings
 from vigil.store.database import Store
 
 log = logging.getLogger("vigil.diagnosis")
-MAX_ALERT_EXPRESSIONS = 3
 LLM_REJECTED = "LLMRejected"
 """Error type of a non-retryable LLM failure; the workflow's retry policy names it."""
+MAX_GATHERED_SPANS = 50_000
+"""Spans a diagnosis reads at most: whole traces touching the alerting services, sampled when there are more."""
 ANALYSIS_FAILED = "AnalysisFailed"
 """Error type of an analysis that raised on its input: retrying the same input cannot help."""
 
@@ -124,16 +126,13 @@ class DiagnosisActivities:
             for d in await self._store.deploys(service=None, start=deploy_start, end=end)
         ]
         metrics = await self._metrics(data.alerts, start, end)
-        return Bundle(alerts=alerts, logs=logs, deploys=deploys, metrics=metrics)
+        traces = await self._store.spans_window(services or None, start, end, MAX_GATHERED_SPANS)
+        return Bundle(alerts=alerts, logs=logs, deploys=deploys, metrics=metrics, traces=traces)
 
     async def _metrics(self, alerts: list[AlertRecord], start: datetime, end: datetime) -> list[MetricSeries]:
         """The alerts' own rule expressions over the window, from the Prometheus that fired them."""
         base_url = self._settings.prometheus_query_url
-        exprs: dict[str, str] = {}
-        for alert in alerts:
-            expr = expr_from_generator_url(alert.generator_url)
-            if expr and len(exprs) < MAX_ALERT_EXPRESSIONS:
-                exprs.setdefault(measured(expr), alert.labels.get("alertname", "alert"))
+        exprs = alert_expressions(alerts, MAX_ALERT_EXPRESSIONS)
         if base_url is None or not exprs:
             return []
         series: list[MetricSeries] = []
@@ -164,12 +163,14 @@ class DiagnosisActivities:
         try:
             with _stage("retrieval"):
                 runbooks, incidents = await with_heartbeat(
-                    asyncio.to_thread(self._knowledge.retrieve, data.alerts, report), lambda: stage[-1]
+                    asyncio.to_thread(self._knowledge.retrieve, data.alerts, report, incident_hits=INCIDENT_CANDIDATES),
+                    lambda: stage[-1],
                 )
         except Exception as exc:  # retrieval is an aid: a broken knowledge base must not block the diagnosis
             log.warning("retrieval failed for %s: %s", data.incident_id, exc)
             _count("vigil_retrieval_failures_total", "Retrievals that failed; the diagnosis went on without.")
             runbooks, incidents = [], []
+        incidents = await self._ranked_by_feedback(incidents)
         configured = llm_configured(self._settings)
         rca = deterministic_rca(report, runbooks, incidents, llm_error=None if configured else NO_LLM)
         try:
@@ -179,6 +180,16 @@ class DiagnosisActivities:
         await self._store.save_diagnosis(data.incident_id, rca)
         _count("vigil_diagnoses_total", "Diagnoses written.", source=rca.source, category=rca.category.value)
         return Diagnosis(rca=rca, llm_configured=configured, log_lines=len(bundle.logs))
+
+    async def _ranked_by_feedback(self, incidents: list[KnowledgeHit]) -> list[KnowledgeHit]:
+        """The similar incidents re-ranked by responders' verdicts on their diagnoses (vigil.feedback), cut to
+        `INCIDENT_HITS`: here, where the knowledge base's candidates and the store's verdicts are both at hand."""
+        try:
+            latest = await self._store.latest_feedback([hit.source for hit in incidents])
+        except Exception as exc:  # feedback is an aid: without the store, the retrieval order stands
+            log.warning("similar incidents not re-ranked by feedback: %s", exc)
+            latest = {}
+        return rerank_similar(incidents, latest, k=INCIDENT_HITS)
 
     def _link_actions(self, rca: RootCauseAnalysis, alerts: list[AlertRecord]) -> RootCauseAnalysis:
         """The catalogue actions the alerts' and the retrieved runbooks link, first; `llm_rca` keeps them."""

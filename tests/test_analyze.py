@@ -85,7 +85,12 @@ def toyprod_bundle() -> dict[str, Any]:
 
 def check_report(report: dict[str, Any]) -> None:
     assert report["category"] == "database"
-    assert report["root_cause"]["component"] == "toyprod/database"
+    # The alert fires on toyprod; its errors name the database host: that is the component at fault.
+    assert report["root_cause"]["component"] == "db.toyprod.internal/database"
+    chain = report["root_cause"]["chain"]
+    assert [hop["component"] for hop in chain] == ["toyprod", "db.toyprod.internal"]
+    assert report["suspects"][0]["component"] == "db.toyprod.internal"
+    assert report["suspects"][0]["reporters"] == ["toyprod"]
     assert report["severity"] == "critical"
     assert report["code_related"] is False
     assert 0 < report["confidence"] <= 1
@@ -103,6 +108,10 @@ def check_report(report: dict[str, Any]) -> None:
     for action in report["recommended_actions"]:
         assert action["evidence"]
         assert set(action["evidence"]) <= ids
+    for hop in chain:
+        assert hop["evidence"]
+        assert set(hop["evidence"]) <= ids
+    assert "relation:toyprod->db.toyprod.internal" in chain[-1]["evidence"]
     assert report["timeline"]
 
 

@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 
 from vigil.analysis.bundle import MetricSeries
 
+if TYPE_CHECKING:
+    from vigil.models import AlertRecord
+
+MAX_ALERT_EXPRESSIONS = 3
 MAX_SERIES = 10
 MAX_POINTS = 400
 _THRESHOLD = re.compile(r"^(?P<value>.+?)\s*(?:>=|<=|==|!=|>|<)\s*(?:bool\s+)?[-+]?[0-9.]+(?:e[-+]?\d+)?\s*$", re.S)
@@ -36,6 +42,17 @@ def measured(expr: str) -> str:
         return expr
     value = match.group("value").strip()
     return value if value.count("(") == value.count(")") else expr
+
+
+def alert_expressions(alerts: Iterable[AlertRecord], limit: int = MAX_ALERT_EXPRESSIONS) -> dict[str, str]:
+    """The measured expressions of the alerts' rules (from their `generatorURL`), each with the first alert name
+    that carries it, at most `limit`: what the diagnosis charts and what the console shows again."""
+    exprs: dict[str, str] = {}
+    for alert in alerts:
+        expr = expr_from_generator_url(alert.generator_url)
+        if expr and len(exprs) < limit:
+            exprs.setdefault(measured(expr), alert.labels.get("alertname", "alert"))
+    return exprs
 
 
 async def query_range(

@@ -51,6 +51,7 @@ MODEL_FORMAT = "vigil-incident-classifier/2"
 LEGACY_FORMAT = "vigil-incident-classifier/1"
 PRIOR_ALPHA = 1.0  # smoothing of the detectors' vote share: one vote is weak evidence, not certainty
 DEPLOY_VOTE = 2.0  # a deploy followed by new exceptions in its service, as many votes as ~6 log lines
+SUSPECT_WEIGHT = 1.5  # of the top suspect's category votes next to the classifier (`with_suspect_votes`)
 # The similarity range over which the model's weight goes from 0 to 1: quantiles of held-out in-distribution
 # incidents' similarity. A trade: higher quantiles distrust the model sooner out of distribution, and cost
 # held-out accuracy where the detectors alone are wrong.
@@ -274,6 +275,21 @@ def fallback_classify(features: Features) -> Prediction:
     return Prediction(Category(best), round(0.2 + 0.6 * votes[best] / total, 4), probs, "fallback")
 
 
+def with_suspect_votes(prediction: Prediction, votes: Mapping[str, float]) -> Prediction:
+    """The prediction pooled (log-linear, as the detectors' votes are) with the top suspect's votes per category
+    (`localise`): the failure of the component that broke — its own metrics, the errors that name it, the kind
+    of thing it is — rather than the loudest symptom. Unchanged without votes."""
+    if not votes or sum(votes.values()) <= 0:
+        return prediction
+    v = np.array([max(float(votes.get(c, 0.0)), 0.0) for c in CATEGORIES])
+    p = np.array([prediction.probabilities.get(c, 0.0) for c in CATEGORIES])
+    z = np.log(np.maximum(p, 1e-6)) + SUSPECT_WEIGHT * _log_prior(v)
+    pooled = _softmax(z)
+    best = int(pooled.argmax())
+    probs = {c: round(float(x), 4) for c, x in zip(CATEGORIES, pooled, strict=True)}
+    return Prediction(Category(CATEGORIES[best]), float(pooled[best]), probs, prediction.source, prediction.similarity)
+
+
 def classify(features: Features, classifier: Classifier | None = None) -> Prediction:
     model = classifier if classifier is not None else default_classifier()
     return model.predict(features) if model is not None else fallback_classify(features)
@@ -437,14 +453,23 @@ def labelled_features(rows: Sequence[dict[str, Any]]) -> list[tuple[Features, st
     return out
 
 
-def run_train(corpus: str | None, feedback: str | None, out: str | None, *, feedback_weight: int = 3) -> int:
-    """`vigil model train`: corpus (+ feedback, repeated `feedback_weight` times) → model file."""
+def run_train(
+    corpus: str | None,
+    feedback: str | None,
+    out: str | None,
+    *,
+    feedback_weight: int = 3,
+    stored_feedback: Sequence[dict[str, Any]] = (),
+) -> int:
+    """`vigil model train`: corpus (+ feedback, from a JSONL file and/or `stored_feedback` rows of the same
+    format read from the store, repeated `feedback_weight` times) → model file."""
     try:
         rows = labelled_features(read_labelled(corpus or DEFAULT_CORPUS))
         extra = labelled_features(read_labelled(feedback)) if feedback else []
     except (OSError, ValueError) as exc:
         print(f"error: {exc}")
         return 2
+    extra += labelled_features(stored_feedback)
     result = train(rows + extra * feedback_weight)
     target = Path(out) if out else DEFAULT_MODEL
     result.classifier.save(target)
@@ -453,6 +478,7 @@ def run_train(corpus: str | None, feedback: str | None, out: str | None, *, feed
         "model": str(target),
         "corpus_rows": len(rows),
         "feedback_rows": len(extra),
+        "stored_feedback_rows": len(stored_feedback),
         "held_out": result.test_size,
         "accuracy": round(result.accuracy, 4),
         "ece": round(result.ece, 4),

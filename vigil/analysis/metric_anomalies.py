@@ -207,3 +207,28 @@ def metric_anomalies(
             out.append(found)
     out.sort(key=lambda a: (a.onset if a.onset is not None else math.inf, -a.score, a.id))
     return out
+
+
+MAX_SHIFT = 1000.0
+
+
+def robust_shift(points: Sequence[tuple[float, float]], onset: float, *, quantile: float = 0.9) -> float:
+    """How far a series moved after `onset` against its own behaviour before it (BARO-style robust z-score).
+
+    ``z = |x - median(before)| / scale(before)`` for the points from the onset on, summarised by their
+    `quantile` (a high quantile rather than the maximum: one outlier is not a shift). The scale is the
+    interquartile range of the points before (as a sigma, IQR / 1.349), else the noise of the first differences,
+    else a millionth of the level; z is capped at `MAX_SHIFT`. 0 when either side has fewer than 3 points.
+    """
+    ts, values = clean(points)
+    before, after = values[ts < onset], values[ts >= onset]
+    if len(before) < 3 or len(after) < 3:
+        return 0.0
+    med = float(np.median(before))
+    q1, q3 = np.percentile(before, [25, 75])
+    scale = float(q3 - q1) / 1.349
+    if scale <= 0:
+        scale = noise_sigma(values)
+    scale = max(scale, 1e-9, 1e-6 * abs(med))
+    z = np.abs(after - med) / scale
+    return round(min(float(np.quantile(z, quantile)), MAX_SHIFT), 3)

@@ -1,12 +1,17 @@
 """The analysis pipeline: bundle → normalise (per service) → templates → fingerprints → detectors (with deploys)
-→ metric change points and window anomalies → correlation → classification → report (category, confidence,
-severity, root cause, evidence, actions).
+→ metric change points and window anomalies → what changed at the pivot (`localise`: template surges) →
+correlation → localisation (suspects, chain) → classification pooled with the top suspect's failure → report
+(category, confidence, severity, root cause with its chain, evidence, actions). This module assembles; the
+intermediate data lives in `models`.
 
-Every evidence item has a stable id (`detector:…`, `error:…`, `deploy:…`, `log:tpl-…`, `anomaly:tpl-…`,
-`alert:…`, `metric:…`) and every recommended action cites ids that exist in the report's evidence.
+Every evidence item has a stable id (`suspect:…`, `relation:…`, `detector:…`, `error:…`, `deploy:…`,
+`log:tpl-…`, `anomaly:tpl-…`, `alert:…`, `metric:…`) and every recommended action and chain hop cites ids that
+exist in the report's evidence.
 
-Onset: the earliest error, finding or alert; when the logs and alerts have none, the earliest metric change.
-Window anomalies compare the events from the onset on against those before it (the baseline).
+Pivot: the earliest firing alert's start, else the first metric change. Onset: the first error-like event of a
+template that surged at the pivot, or the pivot's alert; when the logs and alerts have none, the earliest metric
+change. Features weigh findings by their surge, so the residue of an earlier fault counts ~0. Window anomalies
+compare the events from the onset on against those before it (the baseline).
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,10 +27,9 @@ from pydantic import BaseModel, Field
 from vigil.analysis import metric_anomalies as metric_module
 from vigil.analysis.anomalies import LogAnomaly, window_anomalies
 from vigil.analysis.bundle import Bundle, Deploy
-from vigil.analysis.classify import Classifier, Features, classify
+from vigil.analysis.classify import Classifier, Features, classify, with_suspect_votes
 from vigil.analysis.correlate import (
     SUSPECT_SCORE,
-    DeployCorrelation,
     affected_services,
     deploy_evidence_ids,
     onset_of,
@@ -34,10 +37,52 @@ from vigil.analysis.correlate import (
 )
 from vigil.analysis.detectors import SEVERITY_ORDER, DeployMarker, detect
 from vigil.analysis.fingerprints import as_utc, default_template_of, fingerprint_errors, is_error, truncate
-from vigil.analysis.models import Category, ErrorFingerprint, Finding, Level, LogEvent
+from vigil.analysis.localise import (
+    Localisation,
+    alert_service,
+    finding_weight,
+    firing_alerts,
+    incident_onset,
+    localise,
+    metric_shifts,
+    pivot_of,
+    relation_evidence,
+    spread_weight,
+    surge_keys,
+    suspect_evidence,
+    template_surges,
+)
+from vigil.analysis.models import (
+    Action,
+    Category,
+    ErrorFingerprint,
+    Evidence,
+    Extracted,
+    Finding,
+    Level,
+    LogEvent,
+    MetricChange,
+    RootCause,
+    Suspect,
+)
 from vigil.analysis.normalise import normalise
 from vigil.analysis.templates import TemplateMiner
 from vigil.analysis.timeline import TimelineEntry, timeline
+
+# Defined in `models` (shared with `localise`), exported from here too, where the pipeline's users found them.
+__all__ = [
+    "Action",
+    "AnalysisReport",
+    "Evidence",
+    "Extracted",
+    "MetricChange",
+    "RootCause",
+    "analyze",
+    "extract",
+    "features_of",
+    "is_app_exception",
+    "metric_evidence_id",
+]
 
 Progress = Callable[[str], None]
 _WORD = re.compile(r"[a-z][a-z]{2,24}")
@@ -50,36 +95,17 @@ MAX_FINGERPRINTS = 20
 MAX_TEMPLATES = 8
 MAX_LOG_ANOMALIES = 8
 MIN_BASELINE = timedelta(minutes=1)
+RESIDUE_FLOOR = 0.05  # the least weight of a finding's features: there, but weighing ~nothing
 # Which resource a metric measures, by the words of its name (and its labels' values): a series that moved
 # becomes a finding of that category. Symptoms shared by every category (5xx, latency) map to none.
 _METRIC_CATEGORIES: tuple[tuple[Category, re.Pattern[str]], ...] = (
     (Category.DATABASE, re.compile(r"hikari|\bdb_|_db_|database|postgres|\bpg_|mysql|pool_(?:in_use|active|pending)")),
-    (Category.MEMORY, re.compile(r"memory|heap|\brss\b|_rss_|oom")),
+    (Category.MEMORY, re.compile(r"memory|heap|(?:\b|_)rss(?:\b|_)|oom|(?:\b|_)mem(?:\b|_)")),
     (Category.STORAGE, re.compile(r"filesystem|disk|\bfs_|volume|inode")),
-    (Category.COMPUTE, re.compile(r"\bcpu|cpu_|load\d|throttl")),
+    (Category.COMPUTE, re.compile(r"(?:\b|_)cpu|load\d|throttl")),
     (Category.SECURITY, re.compile(r"cert|ssl|tls")),
     (Category.DEPENDENCY, re.compile(r"(?:code|status)=429|rate_limit|ratelimit")),
 )
-
-
-class Evidence(BaseModel):
-    id: str
-    kind: str
-    title: str
-    count: int | None = None
-    first_seen: datetime | None = None
-    services: list[str] = Field(default_factory=list)
-    data: dict[str, Any] = Field(default_factory=dict)
-
-
-class RootCause(BaseModel):
-    summary: str
-    component: str
-
-
-class Action(BaseModel):
-    action: str
-    evidence: list[str]
 
 
 class AnalysisReport(BaseModel):
@@ -104,19 +130,9 @@ class AnalysisReport(BaseModel):
     similarity: float | None = Field(
         default=None, description="Jaccard similarity of the features to the nearest training incident."
     )
-
-
-@dataclass(frozen=True)
-class MetricChange:
-    """A bundle series that moved: its report id (`metric:name{labels}`) and what `metric_anomalies` found."""
-
-    id: str
-    category: Category | None
-    anomaly: metric_module.MetricAnomaly
-
-    @property
-    def onset(self) -> datetime | None:
-        return None if self.anomaly.onset is None else datetime.fromtimestamp(self.anomaly.onset, UTC)
+    suspects: list[Suspect] = Field(
+        default_factory=list, description="Components that may have caused it, most likely first (`localise`)."
+    )
 
 
 def metric_evidence_id(name: str, labels: dict[str, str]) -> str:
@@ -201,25 +217,6 @@ def _log_anomalies(
     )
 
 
-@dataclass
-class Extracted:
-    """The pipeline's intermediate results, up to the classifier's features."""
-
-    bundle: Bundle
-    events: list[LogEvent]
-    templates: list[tuple[str, str, int, int]]  # id, template, count, error/warning count
-    fingerprints: list[ErrorFingerprint]
-    findings: list[Finding]
-    deploys: list[DeployCorrelation]
-    onset: datetime | None
-    services: list[str]
-    new_exception_after_deploy: bool
-    metrics: list[MetricChange] = field(default_factory=list)
-    log_anomalies: list[LogAnomaly] = field(default_factory=list)
-    onset_source: str | None = None
-    features: Features = field(default_factory=dict)
-
-
 def _words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
 
@@ -269,22 +266,41 @@ def extract(bundle: Bundle, progress: Progress = _noop) -> Extracted:
     markers = [DeployMarker(ts=d.ts, service=d.service, version=d.ref) for d in bundle.deploys]
     findings = detect(events, fingerprints=fingerprints, deploys=markers, template_of=template_of)
     progress("detected")
-    onset = onset_of(bundle.alerts, findings, fingerprints)
+    resolved = [miner.resolve(tid) for tid in ids]
     metrics = _metric_changes(bundle)
-    onset_source = "logs" if onset is not None else None
     metric_onsets = [m.onset for m in metrics if m.onset is not None]
+    pivot = pivot_of(bundle.alerts, metric_onsets, onset_of(bundle.alerts, findings, fingerprints))
+    keys = surge_keys(events, resolved)
+    surges = template_surges(events, keys, pivot)
+    stamps = [as_utc(e.ts) for e in events if e.ts is not None]
+    start, end = (min(stamps), max(stamps)) if stamps else (None, None)
+    onset = incident_onset(events, keys, surges, pivot, bundle.alerts)
+    onset_source = "logs" if onset is not None else None
     if onset is None and metric_onsets:
         onset, onset_source = min(metric_onsets), "metrics"
     findings += _metric_findings(metrics)
+    weights = {f.id: finding_weight(f, pivot, start, end) for f in findings}
+    weights |= {fp.id: spread_weight(fp.count, fp.first_seen, fp.last_seen, pivot, start, end) for fp in fingerprints}
     services = affected_services(bundle.alerts, findings, fingerprints)
     deploys = rank_deploys(bundle.deploys, onset, services)
     new_exc = _new_exception_after_deploy(fingerprints, bundle.deploys)
     extracted = Extracted(bundle, events, templates, fingerprints, findings, deploys, onset, services, new_exc)
-    extracted.metrics = metrics
+    extracted.template_ids = resolved
+    extracted.surge_keys = keys
+    extracted.pivot = pivot
+    extracted.surges = surges
+    extracted.finding_weights = weights
+    extracted.metrics = metric_shifts(bundle, metrics, pivot or onset, _known_services(bundle, events))
     extracted.log_anomalies = _log_anomalies(events, ids, miner, onset)
     extracted.onset_source = onset_source
     extracted.features = features_of(extracted)
     return extracted
+
+
+def _known_services(bundle: Bundle, events: Sequence[LogEvent]) -> list[str]:
+    names = [e.service for e in events if e.service] + [d.service for d in bundle.deploys]
+    names += [a.labels[k] for a in bundle.alerts for k in ("service", "job", "app") if a.labels.get(k)]
+    return list(dict.fromkeys(names))
 
 
 def _new_exception_after_deploy(fingerprints: Sequence[ErrorFingerprint], deploys: Sequence[Deploy]) -> bool:
@@ -310,17 +326,20 @@ def features_of(x: Extracted) -> Features:
     def add(name: str, value: float = 1.0) -> None:
         f[name] = f.get(name, 0.0) + value
 
+    # Weighed by what changed at the onset (`localise`): the residue of an earlier fault counts ~0.
     for finding in x.findings:
-        weight = math.log1p(finding.count)
+        weight = math.log1p(finding.count) * max(x.finding_weights.get(finding.id, 1.0), RESIDUE_FLOOR)
         add(f"det:{finding.detector}", weight)
         add(f"detcat:{finding.category.value}", weight)
     for fp in x.fingerprints[:MAX_FINGERPRINTS]:
+        if x.finding_weights.get(fp.id, 1.0) < RESIDUE_FLOOR:
+            continue
         if fp.exception_type:
             add(f"exc:{fp.exception_type.rsplit('.', 1)[-1].lower()}")
         for word in _words(fp.template):
             f[f"tok:{word}"] = 1.0
-    for _, template, _, bad in sorted(x.templates, key=lambda t: -t[3])[:MAX_TEMPLATES]:
-        if bad:
+    for tid, template, _, bad in sorted(x.templates, key=lambda t: -t[3])[:MAX_TEMPLATES]:
+        if bad and x.surges.get(tid, 1.0) >= RESIDUE_FLOOR:
             for word in _words(template):
                 f[f"tok:{word}"] = 1.0
     for alert in x.bundle.alerts:
@@ -615,7 +634,7 @@ def _deploy_brought_exceptions(x: Extracted) -> bool:
     return False
 
 
-def _code_related(x: Extracted, category: Category) -> bool:
+def _code_related(x: Extracted, category: Category, suspect: Suspect | None = None) -> bool:
     """Rule-based: is the fix a change of the code (rollback, patch) rather than of the platform?
 
     True when a deploy brought new application exceptions, when the most frequent error is an application
@@ -626,35 +645,57 @@ def _code_related(x: Extracted, category: Category) -> bool:
         return True
     if category in _INFRA_CATEGORIES:
         return False
+    if suspect is not None and suspect.kind != "service":  # a host, a domain, a bucket...: not our code
+        return False
     if x.fingerprints and is_app_exception(x.fingerprints[0], x.findings):
         return True
-    suspect = [d for d in x.deploys if d.score >= SUSPECT_SCORE]
-    return category is Category.DEPLOYMENT and (bool(suspect) or bool(x.features.get("deploy:bad")))
+    suspect_deploys = [d for d in x.deploys if d.score >= SUSPECT_SCORE]
+    return category is Category.DEPLOYMENT and (bool(suspect_deploys) or bool(x.features.get("deploy:bad")))
 
 
-def _root_cause(x: Extracted, category: Category, evidence: Sequence[Evidence]) -> RootCause:
+def _root_cause(x: Extracted, category: Category, evidence: Sequence[Evidence], loc: Localisation) -> RootCause:
+    """The top suspect (`localise`) with the chain that leads to it; without suspects, the alerts' service."""
     mine = [f for f in x.findings if f.category is category]
-    candidates = mine[0].services if mine and mine[0].services else x.services
-    ranked = [s for s in x.services if s in candidates]  # the alerts' service first, when the finding has it
-    service = (ranked or candidates or ["unknown"])[0]
+    top = loc.suspects[0] if loc.suspects else None
+    if top is not None:
+        service = top.component
+    else:
+        candidates = mine[0].services if mine and mine[0].services else x.services
+        ranked = [s for s in x.services if s in candidates]  # the alerts' service first, when the finding has it
+        service = (ranked or candidates or ["unknown"])[0]
     resource = _RESOURCE[category]
-    if category is Category.DEPLOYMENT and x.deploys:
-        top = x.deploys[0]
-        service, resource = top.service, f"deploy {top.version or top.commit}"
-    if mine:
-        lead = mine[0]
+    deploy = next((d for d in x.deploys if d.service == service and d.minutes_before_onset is not None), None)
+    if category is Category.DEPLOYMENT and deploy is None and top is None and x.deploys:
+        deploy = x.deploys[0]
+        service = deploy.service
+    if category is Category.DEPLOYMENT and deploy is not None:
+        resource = f"deploy {deploy.version or deploy.commit}"
+    own = [f for f in mine if service in f.services] or mine
+    if own:
+        lead = own[0]
         summary = f"{category.value}: {lead.title} ({lead.count} events, {lead.id}) in {service}"
     elif x.fingerprints:
         fp = x.fingerprints[0]
         summary = f"{category.value}: most frequent error {fp.exception_type or ''} {fp.template}".strip()
         summary = truncate(summary + f" ({fp.count}x, {fp.id}) in {service}", 400)
+    elif top is not None and top.reasons:
+        summary = f"{category.value}: {service}: {'; '.join(top.reasons)}"
     elif evidence:
         summary = f"{category.value}: {evidence[0].title}"
     else:
         summary = f"{category.value}: no evidence in the bundle"
-    if category is Category.DEPLOYMENT and x.deploys:
-        summary += f"; suspect {x.deploys[0].id} ({x.deploys[0].minutes_before_onset} min before onset)"
-    return RootCause(summary=truncate(summary, 500), component=f"{service}/{resource}")
+    if len(loc.chain) > 1:
+        summary = f"{summary}; chain {' -> '.join(h.component for h in loc.chain)}"
+    if category is Category.DEPLOYMENT and deploy is not None:
+        summary += f"; suspect {deploy.id} ({deploy.minutes_before_onset} min before onset)"
+    known = {e.id for e in evidence}
+    chain = [h.model_copy(update={"evidence": [e for e in h.evidence if e in known]}) for h in loc.chain]
+    return RootCause(
+        summary=truncate(summary, 500),
+        component=f"{service}/{resource}",
+        chain=chain,
+        confidence=loc.confidence if top is not None else None,
+    )
 
 
 def _actions(x: Extracted, category: Category, evidence: Sequence[Evidence], code_related: bool) -> list[Action]:
@@ -686,16 +727,32 @@ def _actions(x: Extracted, category: Category, evidence: Sequence[Evidence], cod
     return [a for a in actions if a.evidence]
 
 
+def _alert_ids(bundle: Bundle) -> dict[str, list[str]]:
+    """Alerting service → its alerts' evidence ids (`alert:<name>`), firing alerts only."""
+    out: dict[str, list[str]] = {}
+    for alert in firing_alerts(bundle.alerts):
+        service = alert_service(alert)
+        if service:
+            out.setdefault(service, [])
+            if f"alert:{alert.name}" not in out[service]:
+                out[service].append(f"alert:{alert.name}")
+    return out
+
+
 def analyze(bundle: Bundle, *, classifier: Classifier | None = None, progress: Progress = _noop) -> AnalysisReport:
     x = extract(bundle, progress)
-    prediction = classify(x.features, classifier)
+    deploy_ids = deploy_evidence_ids(bundle.deploys)
+    loc = localise(x, alert_ids=_alert_ids(bundle), deploy_ids=dict(enumerate(deploy_ids)))
+    prediction = with_suspect_votes(
+        classify(x.features, classifier), {k.value: v for k, v in loc.category_votes.items()}
+    )
     progress("classified")
-    evidence = _evidence(x)
+    evidence = [*suspect_evidence(loc.suspects), *relation_evidence(loc.relations), *_evidence(x)]
     category = prediction.category
-    code_related = _code_related(x, category)
+    code_related = _code_related(x, category, loc.suspects[0] if loc.suspects else None)
     markers = [
         DeployMarker(ts=d.ts, service=d.service, version=d.ref, evidence_id=evidence_id)
-        for d, evidence_id in zip(bundle.deploys, deploy_evidence_ids(bundle.deploys), strict=True)
+        for d, evidence_id in zip(bundle.deploys, deploy_ids, strict=True)
     ]
     return AnalysisReport(
         category=category,
@@ -704,7 +761,8 @@ def analyze(bundle: Bundle, *, classifier: Classifier | None = None, progress: P
         classifier=prediction.source,
         severity=_severity(bundle.alerts, x.findings),
         code_related=code_related,
-        root_cause=_root_cause(x, category, evidence),
+        root_cause=_root_cause(x, category, evidence, loc),
+        suspects=loc.suspects,
         onset=x.onset,
         services=x.services,
         findings=x.findings,

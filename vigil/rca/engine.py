@@ -69,7 +69,32 @@ def _hypotheses(report: AnalysisReport, support: dict[str, float]) -> list[Hypot
             )
         )
     others.sort(key=lambda h: -h.score)
-    return [top, *others][:MAX_HYPOTHESES]
+    ranked: dict[tuple[str, Category], Hypothesis] = {}
+    for hypothesis in [top, *_other_suspects(report, top.score), *others]:
+        ranked.setdefault((hypothesis.component.split("/")[0], hypothesis.category), hypothesis)
+    return list(ranked.values())[:MAX_HYPOTHESES]
+
+
+def _other_suspects(report: AnalysisReport, top_score: float) -> list[Hypothesis]:
+    """The runner-up suspects of the localisation, scored relative to the top one."""
+    if len(report.suspects) < 2 or report.suspects[0].score <= 0:
+        return []
+    known = {e.id for e in report.evidence}
+    out = []
+    for suspect in report.suspects[1:3]:
+        cites = [e for e in suspect.evidence if e in known][:6]
+        if not cites:
+            continue
+        out.append(
+            Hypothesis(
+                summary=truncate(f"{suspect.component}: {'; '.join(suspect.reasons)}", 400),
+                component=suspect.component,
+                category=suspect.category or report.category,
+                score=round(top_score * min(suspect.score / report.suspects[0].score, 1.0), 4),
+                evidence=cites,
+            )
+        )
+    return out
 
 
 def deterministic_rca(
@@ -106,7 +131,9 @@ def deterministic_rca(
         confidence=top.score,
         severity=report.severity,
         code_related=report.code_related,
-        root_cause=RCARootCause(summary=top.summary, component=top.component, evidence=top.evidence),
+        root_cause=RCARootCause(
+            summary=top.summary, component=top.component, evidence=top.evidence, chain=report.root_cause.chain
+        ),
         hypotheses=hypotheses,
         claims=claims,
         recommended_actions=[a for a in actions if a.evidence],
@@ -180,7 +207,13 @@ def catalogue_actions(rca: RootCauseAnalysis) -> list[RCAAction]:
 def _hint(det: RootCauseAnalysis) -> str:
     ranked = sorted(det.probabilities.items(), key=lambda kv: -kv[1])[:3]
     probs = ", ".join(f"{c} {p:.2f}" for c, p in ranked)
-    return f"category {det.category.value} (classifier: {probs}); top hypothesis: {det.root_cause.summary}"
+    hint = f"category {det.category.value} (classifier: {probs}); top hypothesis: {det.root_cause.summary}"
+    if det.root_cause.chain:
+        hint += "; chain from the alert: " + " -> ".join(h.component for h in det.root_cause.chain)
+    suspects = [h.component for h in det.hypotheses]
+    if suspects:
+        hint += "; suspects in order: " + ", ".join(dict.fromkeys(suspects))
+    return hint
 
 
 async def llm_rca(
@@ -206,6 +239,9 @@ async def llm_rca(
             }
         )
     category = answer.root_cause.category
+    root_cause = verified.root_cause
+    if not root_cause.chain and root_cause.component == det.root_cause.component:
+        root_cause = root_cause.model_copy(update={"chain": det.root_cause.chain})  # the same suspect: its chain
     return RootCauseAnalysis(
         source="llm",
         model=settings.llm_model,
@@ -219,7 +255,7 @@ async def llm_rca(
         ),
         severity=det.severity,
         code_related=det.code_related,
-        root_cause=verified.root_cause,
+        root_cause=root_cause,
         hypotheses=det.hypotheses,
         claims=verified.claims,
         # The runbook-linked catalogue actions stay first; the model's own actions never name one (the verifier

@@ -2,8 +2,8 @@
 
 Items keep the analysis engine's stable ids (`detector:…`, `error:…`, `deploy:…`, `metric:…`, …); runbook
 passages become `runbook:<n>` and past incidents `incident:<id>`, so that actions can cite the runbook they
-follow. Order is relevance: detector findings, errors, deploys, anomalies and metrics, templates, alerts, then
-knowledge; a token budget cuts from the end.
+follow. Order is relevance: ranked suspects and the relations that name them (`localise`), detector findings, errors,
+deploys, anomalies and metrics, templates, alerts, then knowledge; a token budget cuts from the end.
 """
 
 from __future__ import annotations
@@ -11,14 +11,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from vigil.analysis.fingerprints import truncate
-from vigil.analysis.report import AnalysisReport, Evidence
+from vigil.analysis.models import Evidence
+from vigil.analysis.report import AnalysisReport
 from vigil.knowledge.models import KnowledgeHit
 from vigil.rca.models import EvidenceItem
 
 MAX_ITEMS = 40
 DETAIL_CHARS = 600
 KNOWLEDGE_CHARS = 900
-_KIND_ORDER = {"detector": 0, "error": 1, "deploy": 2, "anomaly": 3, "metric": 4, "log-template": 5, "alert": 6}
+_KIND_ORDER = {
+    "suspect": 0,
+    "relation": 1,
+    "detector": 2,
+    "error": 3,
+    "deploy": 4,
+    "anomaly": 5,
+    "metric": 6,
+    "log-template": 7,
+    "alert": 8,
+}
 
 
 def _detail(item: Evidence) -> str:
@@ -29,7 +40,8 @@ def _detail(item: Evidence) -> str:
         parts.append(f"first_seen={item.first_seen.isoformat()}")
     if item.services:
         parts.append("services=" + ",".join(item.services[:5]))
-    for key in ("category", "severity", "frame", "minutes_before_onset", "author", "description", "score"):
+    keys = ("category", "severity", "frame", "minutes_before_onset", "author", "description", "score", "cites")
+    for key in keys:
         value = item.data.get(key)
         if value not in (None, "", []):
             parts.append(f"{key}={value}")
@@ -52,7 +64,7 @@ def evidence_items(
     incidents: Sequence[KnowledgeHit] = (),
     limit: int = MAX_ITEMS,
 ) -> list[EvidenceItem]:
-    ordered = sorted(report.evidence, key=lambda e: _KIND_ORDER.get(e.kind, 7))
+    ordered = sorted(report.evidence, key=lambda e: _KIND_ORDER.get(e.kind, len(_KIND_ORDER)))
     items = [EvidenceItem(id=e.id, kind=e.kind, title=truncate(e.title, 300), detail=_detail(e)) for e in ordered][
         : max(limit - len(runbooks) - len(incidents), 0)
     ]

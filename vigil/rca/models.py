@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vigil.analysis.models import Category
+from vigil.analysis.models import Category, ChainHop
 from vigil.knowledge.models import KnowledgeHit
 
 EvidenceId = Annotated[str, Field(min_length=1, max_length=120)]
@@ -21,12 +21,28 @@ class _Closed(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class LLMChainHop(_Closed):
+    component: str = Field(min_length=1, max_length=120)
+    relation: str = Field(min_length=1, max_length=200, description="Why the path goes through this component.")
+    evidence: list[EvidenceId] = Field(min_length=1, max_length=4)
+
+
 class LLMRootCause(_Closed):
     summary: str = Field(min_length=1, max_length=400)
-    component: str = Field(min_length=1, max_length=120, description="The service or resource at fault.")
+    component: str = Field(
+        min_length=1,
+        max_length=120,
+        description="The component at fault (a service, host, database, node, zone, external API...), which is often "
+        "not the service whose alert fired.",
+    )
     category: Category
     evidence: list[EvidenceId] = Field(
         min_length=1, max_length=8, description="Ids of the evidence items that show it."
+    )
+    chain: list[LLMChainHop] = Field(
+        default_factory=list,
+        max_length=5,
+        description="The path from the alerting service to the component at fault, one hop per component.",
     )
 
 
@@ -68,7 +84,7 @@ class Claim(BaseModel):
 class DroppedClaim(BaseModel):
     """A claim the verifier removed, and why: it cited ids that are not in the evidence (or none at all)."""
 
-    where: Literal["root_cause", "claim", "action"]
+    where: Literal["root_cause", "claim", "action", "chain"]
     text: str
     unknown_ids: list[str]
 
@@ -96,6 +112,10 @@ class RCARootCause(BaseModel):
     summary: str
     component: str
     evidence: list[str]
+    chain: list[ChainHop] = Field(
+        default_factory=list,
+        description="From the alerting service to the component at fault, each hop citing evidence.",
+    )
 
 
 class RootCauseAnalysis(BaseModel):

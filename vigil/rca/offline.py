@@ -1,10 +1,11 @@
 """`vigil analyze BUNDLE...` with diagnosis: the analysis report plus `rca`, `runbooks` and `similar_incidents`,
 offline. The deterministic RCA is used unless an LLM is configured (`LLM_BASE_URL`).
 
-One bundle prints its report as indented JSON. Several (files, or folders meaning every `*.json` in them) are
-analysed in this one process by `jobs` threads sharing one knowledge base and one embedding model, so the model's
-seconds of loading are paid once, not per bundle; each bundle gives one JSON line, in the order given, and the
-rate goes to stderr. The knowledge base opens, and the model loads, only when retrieval first runs.
+One bundle prints its report as indented JSON, and the root cause with its chain as one line on stderr. Several
+(files, or folders meaning every `*.json` in them) are analysed in this one process by `jobs` threads sharing one
+knowledge base and one embedding model, so the model's seconds of loading are paid once, not per bundle; each
+bundle gives one JSON line, in the order given, and the rate goes to stderr. The knowledge base opens, and the
+model loads, only when retrieval first runs.
 """
 
 from __future__ import annotations
@@ -112,7 +113,19 @@ def run_analyze_with_rca(path: str, *, knowledge: bool, settings: Settings) -> i
         if kb is not None:
             kb.close()
     sys.stdout.write(json.dumps(out, indent=2) + "\n")
+    print(root_cause_line(out), file=sys.stderr)
     return 0
+
+
+def root_cause_line(result: dict[str, Any]) -> str:
+    """One line for a person reading the terminal: the component at fault and the chain that leads to it."""
+    rc = result.get("rca", {}).get("root_cause") or result.get("root_cause") or {}
+    line = f"root cause: {rc.get('component', 'unknown')} ({result.get('category')})"
+    chain = rc.get("chain") or []
+    if chain:
+        hops = " -> ".join(f"{h['component']} [{', '.join(h['evidence'][:2])}]" for h in chain)
+        line += f"; chain: {hops}"
+    return line
 
 
 def bundle_paths(paths: Sequence[str]) -> list[str]:

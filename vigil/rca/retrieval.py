@@ -23,6 +23,8 @@ from vigil.settings import Settings
 log = logging.getLogger("vigil.retrieval")
 RUNBOOK_HITS = 3
 INCIDENT_HITS = 3
+INCIDENT_CANDIDATES = 2 * INCIDENT_HITS
+"""Similar incidents retrieved, of which responders' verdicts (vigil.feedback.rerank_similar) pick `INCIDENT_HITS`."""
 
 
 def runbooks_dir(settings: Settings) -> Path:
@@ -76,13 +78,13 @@ class IncidentKnowledge:
             return self._kb
 
     def retrieve(
-        self, alerts: Sequence[AlertRecord], report: AnalysisReport
+        self, alerts: Sequence[AlertRecord], report: AnalysisReport, *, incident_hits: int = INCIDENT_HITS
     ) -> tuple[list[KnowledgeHit], list[KnowledgeHit]]:
         kb = self.base()
         queries = [q for q in (alert_query(alerts), evidence_query(report)) if q.strip()]
         runbooks = _interleave(kb.search_batch(queries, k=RUNBOOK_HITS * 2), RUNBOOK_HITS) if queries else []
         incident_query = " ".join([*queries[:1], report.root_cause.summary])
-        incidents = kb.search(incident_query, k=INCIDENT_HITS, collection="incidents")
+        incidents = kb.search(incident_query, k=incident_hits, collection="incidents")
         return runbooks, incidents
 
     def close(self) -> None:

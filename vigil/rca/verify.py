@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from vigil.analysis.models import ChainHop
 from vigil.rca.models import Claim, DroppedClaim, LLMAnswer, RCAAction, RCARootCause
 
 
@@ -37,7 +38,18 @@ def verify_answer(answer: LLMAnswer, known: set[str], runbook_sources: dict[str,
     if bad or not good:
         out.dropped.append(DroppedClaim(where="root_cause", text=rc.summary, unknown_ids=bad))
     if good:
-        out.root_cause = RCARootCause(summary=rc.summary, component=rc.component, evidence=good)
+        chain = []
+        for hop in rc.chain:
+            hop_bad = _unknown(hop.evidence, known)
+            if hop_bad:
+                out.dropped.append(
+                    DroppedClaim(where="chain", text=f"{hop.component}: {hop.relation}", unknown_ids=hop_bad)
+                )
+                continue
+            chain.append(
+                ChainHop(component=hop.component, relation=hop.relation, evidence=list(dict.fromkeys(hop.evidence)))
+            )
+        out.root_cause = RCARootCause(summary=rc.summary, component=rc.component, evidence=good, chain=chain)
     for claim in answer.claims:
         bad = _unknown(claim.evidence, known)
         if bad or not claim.evidence:
