@@ -5,6 +5,7 @@ a closed incident is indexed and found again."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from temporalio.worker import Worker
@@ -12,8 +13,8 @@ from temporalio.worker import Worker
 from tests.conftest import ApiFactory
 from tests.rca_support import outage_logs
 from tests.support import am_alert, am_webhook, eventually
-from tests.test_incident_flow import detail, open_incident, status_of
-from vigil.models import IncidentDetail, IncidentStatus, TimelineKind
+from tests.test_incident_flow import detail, open_incident, status_of, wait_status
+from vigil.models import IncidentDetail, IncidentStatus, TimelineEvent, TimelineKind
 from vigil.rca.engine import NO_LLM
 from vigil.rca.models import ChatAnswer
 from vigil.store.database import Store
@@ -47,7 +48,11 @@ async def test_incident_is_diagnosed_from_its_logs(
     ids = {item.id for item in rca.evidence}
     assert "detector:db-connection-refused" in ids
     assert set(rca.root_cause.evidence) <= ids
-    assert service in rca.root_cause.component
+    # The logs of the alerting service name the database it cannot reach: that is the component, reached by a chain
+    # that starts at the service whose alert fired.
+    assert rca.root_cause.component.startswith("db.toyprod.internal")
+    assert rca.root_cause.chain[0].component == service
+    assert rca.root_cause.chain[-1].component.startswith("db.toyprod.internal")
     assert rca.runbooks, "retrieval found no runbook"
     assert all(a.evidence and set(a.evidence) <= ids for a in rca.recommended_actions)
     assert d.state.category == "database"
@@ -110,3 +115,54 @@ async def test_closed_incident_is_indexed_and_found_again(api: ApiFactory, worke
 
     answer = await ask()
     assert occurrence in {c.source for c in answer.citations if c.collection == "incidents"}
+
+
+def _disk_full_logs(service: str, start: datetime) -> list[dict[str, Any]]:
+    return [
+        {
+            "ts": (start + timedelta(seconds=5 * i)).isoformat(),
+            "service": service,
+            "level": "error",
+            "message": f"write /var/lib/{service}/orders-{i}.json failed: [Errno 28] No space left on device",
+        }
+        for i in range(30)
+    ]
+
+
+async def test_reopened_incident_is_diagnosed_again_and_keeps_each_diagnosis(
+    api: ApiFactory, workers: list[Worker], unique: str
+) -> None:
+    """A re-opened incident is a new episode: it is diagnosed again from what fires now, and the timeline keeps
+    both diagnoses (before, the first diagnosis was carried across every later fault of the group)."""
+    client = api(quiet_period_seconds=0.2, close_after_seconds=600)
+    service = f"svc-{unique.lower()}"
+    pushed = await client.post(
+        "/api/v1/logs", json=outage_logs(service, start=datetime.now(UTC) - timedelta(minutes=12))
+    )
+    assert pushed.status_code == 202, pushed.text
+    incident_id = await open_incident(client, [am_alert(unique, service=service, instance="i1")])
+    first = await _diagnosed(client, incident_id)
+    assert first.state is not None
+    assert first.state.diagnosis is not None
+    assert first.state.diagnosis.category.value == "database"
+
+    await open_incident(client, [am_alert(unique, service=service, instance="i1", status="resolved")])
+    await wait_status(client, incident_id, IncidentStatus.RESOLVED)
+    pushed = await client.post("/api/v1/logs", json=_disk_full_logs(service, datetime.now(UTC)))
+    assert pushed.status_code == 202, pushed.text
+    await open_incident(client, [am_alert(unique, service=service, instance="i1")])
+
+    def diagnoses(d: IncidentDetail) -> list[TimelineEvent]:
+        return [e for e in d.timeline if e.kind is TimelineKind.DIAGNOSED]
+
+    again = await eventually(lambda: detail(client, incident_id), lambda d: len(diagnoses(d)) >= 2, timeout=90)
+    assert again.state is not None
+    kinds = [e.kind for e in again.timeline]
+    reopened_at = kinds.index(TimelineKind.REOPENED)
+    first_diagnosis, second_diagnosis = diagnoses(again)[:2]
+    assert first_diagnosis.seq < again.timeline[reopened_at].seq < second_diagnosis.seq
+    assert first_diagnosis.data["category"] == "database"
+    assert second_diagnosis.data["category"] == "storage"
+    assert again.state.diagnosis_since is not None
+    assert again.state.diagnosis is not None
+    assert again.state.diagnosis.category.value == "storage"

@@ -31,7 +31,8 @@ from vigil.settings import Settings
 from vigil.store.database import Store
 from workers.main import build_worker
 
-LLM_SETTINGS = {"llm_model": "tiny", "llm_context_tokens": 2000, "llm_max_tokens": 1500, "llm_timeout_seconds": 120}
+# 1,100 tokens of prompt (instructions and hint take ~400) and 1,500 of answer, inside the server's 4,096.
+LLM_SETTINGS = {"llm_model": "tiny", "llm_context_tokens": 2600, "llm_max_tokens": 1500, "llm_timeout_seconds": 120}
 
 
 def llm_settings(base_url: str, **extra: object) -> Settings:

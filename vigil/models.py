@@ -233,6 +233,9 @@ class IncidentState(BaseModel):
     )
     alert_bytes: int = Field(default=0, description="Estimated size of the alerts kept, for the overflow rule.")
     diagnosis_pending: bool = Field(default=False, description="A diagnosis is running (or handed to the next run).")
+    diagnosis_since: datetime | None = Field(
+        default=None, description="Onset of the latest re-opening: a re-diagnosis reads the alerts firing since then."
+    )
     actions: list[ActionRun] = Field(default_factory=list, description="Approved proposals carried out, in order.")
     remediation_candidates: list[str] = Field(
         default_factory=list, description="Catalogue actions the diagnosis recommends, best first."

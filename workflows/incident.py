@@ -129,6 +129,9 @@ MEASURE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attem
 MAX_POLL_SECONDS = 15.0
 MIN_POLL_SECONDS = 2.0
 VIGIL = "vigil"
+REDIAGNOSE_PATCH = "rediagnose-on-reopen-v1"
+"""A re-opened incident is diagnosed again from the alerts firing now, with the re-opening as the onset; the
+earlier diagnoses stay in the timeline."""
 INTEGRATIONS_PATCH = "integrations-v1"
 """Notify stage: after triage, on every change and at close, the incident goes to its Slack message, ticket and
 GitHub issue (plugins on the integrations worker), in the background: an outage there never stalls it."""
@@ -193,6 +196,7 @@ class IncidentWorkflow:
         self._stop_persisting = False
         self._stop_notifying = False
         self._diagnosis: asyncio.Task[None] | None = None
+        self._diagnose_again = False
         self._after_close: list[AlertBatch] = []
         if data.carried is None:  # here, not in run: a signal-with-start's signal is handled before run starts
             self._record(TimelineKind.OPENED, f"Incident opened for {self._state.group_key}")
@@ -226,6 +230,9 @@ class IncidentWorkflow:
                         carried=self._state,
                     )
                 )
+            if self._diagnose_again and (self._diagnosis is None or self._diagnosis.done()):
+                self._diagnose_again = False
+                self._diagnosis = asyncio.create_task(self._diagnose())
             status = self._state.status
             if status is IncidentStatus.AWAITING_APPROVAL:
                 await self._await_decision()
@@ -291,18 +298,26 @@ class IncidentWorkflow:
         incident goes on to monitoring with whatever diagnosis it has."""
         self._state.diagnosis_pending = True
         try:
-            await self._diagnose_once()
-            if self._state.diagnosis is not None and workflow.patched(REMEDIATION_PATCH):
-                await self._propose_from_diagnosis(self._state.diagnosis)
+            while True:
+                await self._diagnose_once()
+                if self._state.diagnosis is not None and workflow.patched(REMEDIATION_PATCH):
+                    await self._propose_from_diagnosis(self._state.diagnosis)
+                if not self._diagnose_again:  # re-opened while this one ran: its alerts came too late for it
+                    break
+                self._diagnose_again = False
         finally:
             self._state.diagnosis_pending = False
 
     async def _diagnose_once(self) -> None:
+        since = self._state.diagnosis_since
+        alerts = list(self._state.alerts.values())
+        if since is not None:  # re-opened: what fires now, not what an earlier episode left
+            alerts = [a for a in alerts if a.status is AlertStatus.FIRING] or alerts
         data = DiagnoseInput(
             incident_id=self._state.incident_id,
             title=self._state.title,
-            alerts=list(self._state.alerts.values())[:MAX_DIAGNOSIS_ALERTS],
-            opened_at=self._state.opened_at,
+            alerts=alerts[:MAX_DIAGNOSIS_ALERTS],
+            opened_at=since or self._state.opened_at,
         )
         try:
             result = await workflow.execute_activity(
@@ -998,6 +1013,11 @@ class IncidentWorkflow:
             self._record(TimelineKind.REOPENED, "A resolved alert fired again: incident re-opened")
             self._state.resolved_at = None
             self._set_status(IncidentStatus.MONITORING)
+            if workflow.patched(REDIAGNOSE_PATCH):
+                self._state.diagnosis_since = workflow.now()
+                self._state.diagnosis_pending = True  # a continue-as-new before it starts hands it over
+                self._diagnose_again = True
+                self._record(TimelineKind.STATUS, "Diagnosing again from the alerts firing now")
         self._touch()
 
     def _add_alert(self, alert: Alert) -> AlertRecord:
