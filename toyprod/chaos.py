@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import mmap
 import threading
 import time
 import uuid
@@ -39,7 +40,7 @@ class Chaos:
         self.active: dict[str, dict[str, object]] = {}
         self.latency_s = 0.0
         self.latency_route: str | None = None
-        self._leaked: list[bytes] = []
+        self._leaked: list[mmap.mmap] = []
         self._burn_stop: threading.Event | None = None
         self._burn_thread: threading.Thread | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -149,6 +150,8 @@ class Chaos:
         self._tasks.clear()
         self.shop.db.release_held()
         self._stop_burn()
+        for mapping in self._leaked:
+            mapping.close()
         self._leaked.clear()
         gc.collect()
 
@@ -176,7 +179,7 @@ class Chaos:
     async def _leak(self, mb_per_s: float) -> None:
         """Retain memory as an unbounded cache would, up to LEAK_CAP."""
         while (room := LEAK_CAP - self.leaked_bytes) > 0:
-            self._leaked.append(b"\x5a" * min(room, max(1, int(mb_per_s * MIB * TICK_S))))
+            self._leaked.append(_resident_block(min(room, max(1, int(mb_per_s * MIB * TICK_S)))))
             await asyncio.sleep(TICK_S)
         self.shop.metrics.errors.labels("memory").inc()
         try:
@@ -193,11 +196,28 @@ class Chaos:
             await asyncio.sleep(TICK_S)
 
 
+def _resident_block(size: int) -> mmap.mmap:
+    """`size` bytes of anonymous memory, every page written so it counts in the resident set.
+
+    A mapping of its own, not a `bytes` from malloc: glibc raises its mmap threshold after the first large
+    free, so a second leak would come from the heap, and freeing it (reset, restart) would not give the
+    memory back to the OS: resident memory, and the alerts on it, would stay up. Closing a mapping unmaps it.
+    """
+    block = mmap.mmap(-1, size)
+    chunk = b"\x5a" * min(size, MIB)
+    while block.tell() < size:
+        block.write(chunk[: size - block.tell()])
+    return block
+
+
 def _burn(fraction: float, stop: threading.Event) -> None:
-    """Busy-loop `fraction` of every 100 ms until stopped."""
+    """Use `fraction` of a core until stopped: in every 100 ms, busy-loop until this thread has had that share
+    of CPU time (not of wall time: on a busy host a preempted loop would burn less than asked), or the 100 ms
+    are over; then sleep out the rest."""
     period = 0.1
     while not stop.is_set():
-        until = time.perf_counter() + period * fraction
-        while time.perf_counter() < until:
+        cpu_until = time.thread_time() + period * fraction
+        period_end = time.perf_counter() + period
+        while time.thread_time() < cpu_until and time.perf_counter() < period_end:
             pass
-        stop.wait(period * (1 - fraction))
+        stop.wait(max(0.0, period_end - time.perf_counter()))

@@ -37,14 +37,22 @@ class Params(BaseModel):
 
 
 class LatencyParams(Params):
-    ms: float = Field(gt=0, le=60_000)
+    ms: float = Field(
+        default=1000.0, gt=0, le=60_000, description="Added milliseconds; default: twice the 500 ms latency SLO."
+    )
     route: Literal["/products", "/orders", "/checkout"] | None = Field(
         default=None, description="Only this route; default: every shop route."
     )
 
 
 class ErrorsParams(Params):
-    rate: float = Field(ge=0, le=1)
+    rate: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="Share of catalogue reads that return a corrupt row. Default 0.2: ~15% of the default traffic "
+        "mix fails, far past the 0.5% availability budget, so the fault is unmistakable.",
+    )
 
 
 class RateParams(Params):
@@ -70,14 +78,15 @@ async def status(chaos: ChaosDep) -> dict[str, Any]:
 
 
 @router.post("/latency")
-async def latency(params: LatencyParams, chaos: ChaosDep) -> dict[str, Any]:
+async def latency(chaos: ChaosDep, params: LatencyParams | None = None) -> dict[str, Any]:
+    params = params or LatencyParams()
     chaos.latency(params.ms, params.route)
     return view(chaos)
 
 
 @router.post("/errors")
-async def errors(params: ErrorsParams, chaos: ChaosDep) -> dict[str, Any]:
-    chaos.errors(params.rate)
+async def errors(chaos: ChaosDep, params: ErrorsParams | None = None) -> dict[str, Any]:
+    chaos.errors((params or ErrorsParams()).rate)
     return view(chaos)
 
 

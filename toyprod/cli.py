@@ -132,7 +132,7 @@ def status() -> None:
 
 @chaos_app.command("latency")
 def latency(
-    ms: float = typer.Argument(..., help="Added latency in milliseconds."),
+    ms: float = typer.Argument(1000.0, help="Added latency in milliseconds (default: twice the 500 ms SLO)."),
     route: str | None = typer.Option(None, help="Only this route, e.g. /checkout."),
 ) -> None:
     """Slow requests down."""
@@ -140,7 +140,7 @@ def latency(
 
 
 @chaos_app.command("errors")
-def errors(rate: float = typer.Argument(..., help="Share of requests that fail, 0..1.")) -> None:
+def errors(rate: float = typer.Argument(0.2, help="Share of catalogue reads that are corrupt, 0..1.")) -> None:
     """Fail a share of requests with 500s (corrupt rows make the price parser throw)."""
     _chaos("POST", "/errors", {"rate": rate})
 
