@@ -14,9 +14,10 @@ from api.deps import RETRY_AFTER
 from api.intake import GroupSignaller
 from api.limits import RequestLimits
 from api.metrics import HTTP_REJECTED
-from api.routes import alerts, chat, events, health, incidents, logs, postmortem, slack, webhooks
+from api.routes import alerts, chat, events, health, incidents, logs, postmortem, slack, traces, webhooks
 from api.slack_app import build_slack_app, socket_mode
 from vigil import __version__
+from vigil.auth.directory import UserDirectory
 from vigil.settings import Settings
 from vigil.store.database import STORE_UNAVAILABLE, Store, database_url, store_unavailable
 from vigil.temporal import connect
@@ -80,6 +81,7 @@ def create_app(settings: Settings, *, client: Client | None = None, store: Store
     for error in STORE_UNAVAILABLE:
         app.add_exception_handler(error, _store_unavailable)
     app.state.settings = settings
+    app.state.users = UserDirectory.of(settings)
     app.state.temporal = client
     app.state.signaller = None if client is None else GroupSignaller(client, settings)
     app.state.store = store
@@ -88,6 +90,7 @@ def create_app(settings: Settings, *, client: Client | None = None, store: Store
     app.include_router(incidents.router)
     app.include_router(postmortem.router)
     app.include_router(logs.router)
+    app.include_router(traces.router)
     app.include_router(events.router)
     app.include_router(chat.router)
     app.include_router(health.router)

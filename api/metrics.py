@@ -46,7 +46,8 @@ DEPLOY_EVENTS = Counter(
 HTTP_REJECTED = Counter(
     "vigil_http_rejected_total",
     "Requests refused by the app-wide checks, by reason: too_large, too_deep, invalid_request (parameters or body "
-    "failing validation), database_unavailable.",
+    "failing validation), database_unavailable, unauthorized (no or wrong token), forbidden (role too low), "
+    "users_file_unreadable.",
     ["reason"],
 )
 SLACK_INTERACTIONS = Counter(
@@ -54,4 +55,14 @@ SLACK_INTERACTIONS = Counter(
     "Slack interactions by action (approve, reject, reject_submit, ack, resolve, mention, command, malformed) and "
     "outcome (done, refused, not_approver, error).",
     ["action", "outcome"],
+)
+SPANS_RECEIVED = Counter(
+    "vigil_spans_received_total",
+    "Spans received on OTLP/HTTP /v1/traces, by format (otlp_json, otlp_protobuf) and outcome (accepted, rejected).",
+    ["format", "outcome"],
+)
+TRACE_REQUESTS = Counter(
+    "vigil_trace_requests_total",
+    "OTLP trace export requests by format and outcome: accepted, partial (some spans rejected), or the reason refused.",
+    ["format", "outcome"],
 )

@@ -4,6 +4,7 @@ or DATABASE_URL), the incidents/ml/integrations workers built by the production 
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
@@ -86,6 +87,10 @@ async def store(database_url: str) -> AsyncIterator[Store]:
         yield opened
 
 
+NO_USERS_FILE = Path(tempfile.mkdtemp(prefix="vigil-test-users-")) / "users.json"
+"""A users file no test writes: the API is open unless a test configures users of its own."""
+
+
 def make_settings(database_url: str, client: Client, **overrides: object) -> Settings:
     """Settings for a test: fast incident timings unless overridden."""
     values: dict[str, object] = {
@@ -97,6 +102,8 @@ def make_settings(database_url: str, client: Client, **overrides: object) -> Set
         "close_after_seconds": 0.5,
         "diagnosis_wait_seconds": 5.0,
         "notify_drain_seconds": 5.0,
+        # Never the developer's own `.vigil/users.json`: a token issued there would close the API to every test.
+        "users_file": NO_USERS_FILE,
     }
     values.update(overrides)
     return Settings.model_validate(values)

@@ -13,6 +13,7 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from vigil.auth.roles import Role
 from vigil.severity import Severity
 
 INCIDENTS_TASK_QUEUE = "vigil-incidents"
@@ -51,6 +52,29 @@ class Settings(BaseSettings):
         default=None, description="Bearer token required on alert webhooks and the REST API when set."
     )
     max_payload_bytes: int = Field(default=1_048_576, gt=0, description="Largest accepted request body.")
+
+    # Sign-in (vigil.auth): local users in a JSON file, optional OIDC, console session cookies.
+    users_file: Path | None = Field(
+        default=None,
+        description="Users, roles, password and API-token hashes (JSON, 0600); unset: <state_dir>/users.json.",
+    )
+    console_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs the console's session cookie; unset: generated once into <state_dir>/console-secret.",
+    )
+    console_secure_cookies: bool = Field(
+        default=False,
+        description="Send the console's session cookie over HTTPS only: set it when the console is served behind TLS.",
+    )
+    oidc_issuer: str | None = Field(
+        default=None, description="OIDC provider (issuer URL); set: console sign-in via OIDC."
+    )
+    oidc_client_id: str | None = Field(default=None, description="Client id Vigil has at the OIDC provider.")
+    oidc_client_secret: SecretStr | None = Field(default=None, description="Client secret at the OIDC provider.")
+    oidc_role_claim: str = Field(
+        default="vigil_role", description="ID-token claim naming the Vigil role (a string or a list; the highest wins)."
+    )
+    oidc_default_role: Role = Field(default=Role.VIEWER, description="Role of OIDC users whose token names none.")
     group_by: Annotated[list[str], NoDecode] = Field(
         default=["alertname", "service|job", "namespace"],
         description="Labels that make an alert group; `a|b` takes the first label present.",
@@ -241,6 +265,11 @@ class Settings(BaseSettings):
         "service_owners_path",
         "console_url",
         "temporal_ui_url",
+        "users_file",
+        "console_secret",
+        "oidc_issuer",
+        "oidc_client_id",
+        "oidc_client_secret",
         mode="before",
     )
     @classmethod
@@ -290,6 +319,14 @@ class Settings(BaseSettings):
     @property
     def database_is_embedded(self) -> bool:
         return self.database_url is None
+
+    @property
+    def users_path(self) -> Path:
+        return self.users_file or self.state_dir / "users.json"
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id)
 
     @property
     def console_base_url(self) -> str:

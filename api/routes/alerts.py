@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, HTTPException, Request, status
 from temporalio.service import RPCError
 
-from api.deps import RETRY_AFTER, BearerDep, SettingsDep, SignallerDep, token_accepted, unauthorized
+from api.deps import RETRY_AFTER, BearerDep, Refusal, SettingsDep, SignallerDep, authorize_intake
 from api.metrics import ALERTS_RECEIVED, WEBHOOK_LATENCY, WEBHOOK_REJECTED, WEBHOOK_REQUESTS
 from vigil.alerts import AlertPayloadError, parse_alertmanager, parse_grafana, parse_vigil
 from vigil.models import Alert, AlertSource, IngestResponse
@@ -25,6 +25,7 @@ _PARSERS: dict[AlertSource, Parser] = {
 }
 _ERROR_RESPONSES: dict[int | str, dict[str, str]] = {
     401: {"description": "Missing or wrong bearer token."},
+    403: {"description": "A viewer's API token: intake needs VIGIL_API_TOKEN or a responder's (or admin's) token."},
     413: {"description": "Body larger than VIGIL_MAX_PAYLOAD_BYTES."},
     415: {"description": "Body is not JSON."},
     422: {"description": "Malformed payload; `detail` says where."},
@@ -55,10 +56,12 @@ async def _ingest(
     source: AlertSource, request: Request, settings: SettingsDep, signaller: SignallerDep, credentials: BearerDep
 ) -> IngestResponse:
     started = time.perf_counter()
-    if not token_accepted(settings, credentials):
-        WEBHOOK_REJECTED.labels(source.value, "unauthorized").inc()
-        WEBHOOK_REQUESTS.labels(source.value, "unauthorized").inc()
-        raise unauthorized()
+    try:
+        authorize_intake(request, credentials)
+    except Refusal as refusal:
+        WEBHOOK_REJECTED.labels(source.value, refusal.reason).inc()
+        WEBHOOK_REQUESTS.labels(source.value, refusal.reason).inc()
+        raise
     body = await _read_body(request, source, settings.max_payload_bytes)
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if content_type and not (content_type == "application/json" or content_type.endswith("+json")):

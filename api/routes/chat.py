@@ -8,12 +8,14 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
-from api.deps import RETRY_AFTER, ClientDep, require_token
+from api.deps import AUTH_RESPONSES, RETRY_AFTER, ClientDep, require_responder
 from api.metrics import API_ERRORS
 from vigil.rca.ask import ask_stack
 from vigil.rca.models import ChatAnswer, ChatQuery
 
-router = APIRouter(prefix="/api/v1/chat", tags=["chat"], dependencies=[Depends(require_token)])
+router = APIRouter(
+    prefix="/api/v1/chat", tags=["chat"], dependencies=[Depends(require_responder)], responses=AUTH_RESPONSES
+)
 
 
 @router.post("/query", response_model=ChatAnswer, summary="Answer a question from runbooks and past incidents")

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import ValidationError
 
 from api.deps import (
+    AUTH_RESPONSES,
     RETRY_AFTER,
     BearerDep,
+    Refusal,
     SettingsDep,
     StoreDep,
-    require_token,
-    token_accepted,
-    unauthorized,
+    authorize_intake,
+    require_viewer,
 )
 from api.metrics import DEPLOY_EVENTS
 from api.routes.logs import NO_NUL, TimeOutOfRange, content_type_of, read_capped_body, to_utc, window
@@ -29,6 +30,7 @@ DEFAULT_WINDOW = timedelta(hours=24)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or wrong bearer token."},
+    403: {"description": "A viewer's API token: intake needs VIGIL_API_TOKEN or a responder's (or admin's) token."},
     413: {"description": "Body larger than VIGIL_MAX_PAYLOAD_BYTES."},
     415: {"description": "Body is not JSON."},
     422: {"description": "Invalid JSON or event; `detail` says which field."},
@@ -71,9 +73,11 @@ def _refuse(code: int, reason: str, detail: str) -> HTTPException:
 async def record_deploy(
     request: Request, settings: SettingsDep, store: StoreDep, credentials: BearerDep
 ) -> DeployEventRef:
-    if not token_accepted(settings, credentials):
-        DEPLOY_EVENTS.labels("unauthorized").inc()
-        raise unauthorized()
+    try:
+        authorize_intake(request, credentials)
+    except Refusal as refusal:
+        DEPLOY_EVENTS.labels(refusal.reason).inc()
+        raise
     limit = settings.max_payload_bytes
     body = await read_capped_body(request, limit)
     if body is None:
@@ -111,8 +115,8 @@ async def record_deploy(
     response_model=list[StoredDeployEvent],
     summary="Deploy events in a time window, oldest first",
     description="Events with start <= ts < end (default: the last 24 hours), of one service or all.",
-    dependencies=[Depends(require_token)],
-    responses={401: {"description": "Missing or wrong bearer token."}, 422: {"description": "Bad parameters."}},
+    dependencies=[Depends(require_viewer)],
+    responses={**AUTH_RESPONSES, 422: {"description": "Bad parameters."}},
 )
 async def list_deploys(
     store: StoreDep,

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from temporalio.client import Client
 
 from api import incident_updates
-from api.deps import RETRY_AFTER, ClientDep, StoreDep, require_token
+from api.deps import AUTH_RESPONSES, RETRY_AFTER, ClientDep, ResponderDep, StoreDep, require_viewer
 from api.incident_updates import IncidentNotFound, TemporalUnavailable, UpdateRefused
 from api.metrics import API_ERRORS
 from vigil import incident_list
@@ -30,7 +30,9 @@ from vigil.models import (
 from vigil.store.database import STORE_UNAVAILABLE, store_unavailable
 
 M = TypeVar("M", bound=BaseModel)
-router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"], dependencies=[Depends(require_token)])
+router = APIRouter(
+    prefix="/api/v1/incidents", tags=["incidents"], dependencies=[Depends(require_viewer)], responses=AUTH_RESPONSES
+)
 
 IncidentId = Annotated[str, Path(pattern=incident_list.INCIDENT_ID_PATTERN, description="Incident id.")]
 ServiceFilter = Annotated[str | None, Query(pattern=incident_list.SERVICE_PATTERN)]
@@ -117,6 +119,10 @@ async def _update(client: Client, incident_id: str, update: str, arg: BaseModel,
 _CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"description": "Refused by the workflow's validator; `detail` says why."}
 }
+_ACTOR = (
+    "Needs the responder role. With a user API token the action is recorded as that user's: `{field}` is replaced "
+    "by the user's name whatever the body says. With VIGIL_API_TOKEN (or an open API) `{field}` is recorded as sent."
+)
 
 
 @router.post(
@@ -124,10 +130,12 @@ _CONFLICT: dict[int | str, dict[str, Any]] = {
     response_model=PendingApproval,
     responses=_CONFLICT,
     summary="Propose a remediation action; the incident then awaits approval",
+    description=_ACTOR.format(field="proposed_by"),
 )
 async def propose_remediation(
-    incident_id: IncidentId, proposal: RemediationProposal, client: ClientDep
+    incident_id: IncidentId, proposal: RemediationProposal, client: ClientDep, caller: ResponderDep
 ) -> PendingApproval:
+    proposal = proposal.model_copy(update={"proposed_by": caller.actor(proposal.proposed_by)})
     return await _update(client, incident_id, "propose_remediation", proposal, PendingApproval)
 
 
@@ -136,13 +144,26 @@ async def propose_remediation(
     response_model=ApprovalOutcome,
     responses=_CONFLICT,
     summary="Approve or reject the remediation awaiting approval",
+    description=_ACTOR.format(field="by"),
 )
-async def decide(incident_id: IncidentId, request: ApprovalRequest, client: ClientDep) -> ApprovalOutcome:
+async def decide(
+    incident_id: IncidentId, request: ApprovalRequest, client: ClientDep, caller: ResponderDep
+) -> ApprovalOutcome:
+    request = request.model_copy(update={"by": caller.actor(request.by)})
     return await _update(client, incident_id, "approval", request, ApprovalOutcome)
 
 
-@router.post("/{incident_id}/resolve", response_model=IncidentState, responses=_CONFLICT, summary="Resolve by hand")
-async def resolve(incident_id: IncidentId, request: ResolveRequest, client: ClientDep) -> IncidentState:
+@router.post(
+    "/{incident_id}/resolve",
+    response_model=IncidentState,
+    responses=_CONFLICT,
+    summary="Resolve by hand",
+    description=_ACTOR.format(field="by"),
+)
+async def resolve(
+    incident_id: IncidentId, request: ResolveRequest, client: ClientDep, caller: ResponderDep
+) -> IncidentState:
+    request = request.model_copy(update={"by": caller.actor(request.by)})
     return await _update(client, incident_id, "resolve", request, IncidentState)
 
 
@@ -151,6 +172,10 @@ async def resolve(incident_id: IncidentId, request: ResolveRequest, client: Clie
     response_model=IncidentState,
     responses=_CONFLICT,
     summary="Acknowledge: record who is on it; an unanswered proposal escalates no further",
+    description=_ACTOR.format(field="by"),
 )
-async def acknowledge(incident_id: IncidentId, request: AcknowledgeRequest, client: ClientDep) -> IncidentState:
+async def acknowledge(
+    incident_id: IncidentId, request: AcknowledgeRequest, client: ClientDep, caller: ResponderDep
+) -> IncidentState:
+    request = request.model_copy(update={"by": caller.actor(request.by)})
     return await _update(client, incident_id, "acknowledge", request, IncidentState)

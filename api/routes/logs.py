@@ -14,13 +14,14 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from fastapi.exceptions import RequestValidationError
 
 from api.deps import (
+    AUTH_RESPONSES,
     RETRY_AFTER,
     BearerDep,
+    Refusal,
     SettingsDep,
     StoreDep,
-    require_token,
-    token_accepted,
-    unauthorized,
+    authorize_intake,
+    require_viewer,
 )
 from api.metrics import LOG_LINES_RECEIVED, LOG_REQUESTS
 from vigil.logs import (
@@ -53,6 +54,7 @@ ServiceName = Annotated[str, Query(min_length=1, max_length=200, pattern=NO_NUL)
 
 _COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or wrong bearer token."},
+    403: {"description": "A viewer's API token: intake needs VIGIL_API_TOKEN or a responder's (or admin's) token."},
     413: {
         "description": "Body larger than VIGIL_MAX_PAYLOAD_BYTES (a compressed body may expand to 8x that), or "
         "more lines than VIGIL_MAX_LOG_LINES_PER_REQUEST."
@@ -89,9 +91,11 @@ def _refuse(fmt: str, code: int, reason: str, detail: object, rejected_lines: in
 
 async def _read(request: Request, fmt: str, settings: SettingsDep, credentials: BearerDep) -> bytes:
     """Auth, then the size-capped body with its Content-Encoding undone."""
-    if not token_accepted(settings, credentials):
-        LOG_REQUESTS.labels(fmt, "unauthorized").inc()
-        raise unauthorized()
+    try:
+        authorize_intake(request, credentials)
+    except Refusal as refusal:
+        LOG_REQUESTS.labels(fmt, refusal.reason).inc()
+        raise
     limit = settings.max_payload_bytes
     body = await read_capped_body(request, limit)
     if body is None:
@@ -289,8 +293,8 @@ def window(start: datetime | None, end: datetime | None, default: timedelta) -> 
     response_model=list[LogRecord],
     summary="Log lines of one service in a time window, oldest first",
     description="Lines with start <= ts < end (default: the last 15 minutes), ordered by ts, at most `limit`.",
-    dependencies=[Depends(require_token)],
-    responses={401: {"description": "Missing or wrong bearer token."}, 422: {"description": "Bad parameters."}},
+    dependencies=[Depends(require_viewer)],
+    responses={**AUTH_RESPONSES, 422: {"description": "Bad parameters."}},
 )
 async def read_logs(
     store: StoreDep,

@@ -7,14 +7,16 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Response
 
-from api.deps import ClientDep, StoreDep, require_token
+from api.deps import AUTH_RESPONSES, ClientDep, StoreDep, require_viewer
 from api.routes.incidents import IncidentId, get_incident
 from vigil.models import AlertRecord, IncidentDetail
 from vigil.mttx import IncidentTimings, mttx
 from vigil.postmortem import postmortem_markdown
 from vigil.store.database import Store
 
-router = APIRouter(prefix="/api/v1/incidents", tags=["postmortem"], dependencies=[Depends(require_token)])
+router = APIRouter(
+    prefix="/api/v1/incidents", tags=["postmortem"], dependencies=[Depends(require_viewer)], responses=AUTH_RESPONSES
+)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "No incident with this id."},

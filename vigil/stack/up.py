@@ -29,6 +29,8 @@ from rich.table import Table
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from vigil.auth.bootstrap import ensure_admin
+from vigil.auth.models import AuthError
 from vigil.cli import WorkerRole
 from vigil.health import probe_workers
 from vigil.settings import Settings
@@ -162,6 +164,7 @@ class _Stack:
         self._monitoring: MonitoringBinaries | None = None
         self._monitoring_off = ""  # why monitoring is off, for the summary
         self._chaos_token_file: Path | None = None
+        self._admin_password_file: Path | None = None
         self._prometheus_alerts_url = ""
 
     @property
@@ -189,6 +192,7 @@ class _Stack:
         check_ports(self.settings, monitoring=self._monitoring is not None)
         make_private_dir(self.settings.state_dir)
         make_private_dir(self.log_dir)
+        self._ensure_admin()
         if self._monitoring_off:
             self.console.print(f"[yellow]! monitoring (Prometheus, Alertmanager) is {self._monitoring_off}[/]")
         client = await self._start_temporal()
@@ -329,9 +333,20 @@ class _Stack:
     async def _start_console(self) -> None:
         child = self._spawn("console", self._vigil("console"), self._child_env())
         self._phases.append([child])
-        url = f"{self._console_url}/"
+        url = f"{self._console_url}/login"  # every other page sends a browser without a session here (303)
         await self._wait_ready(f"console ({url})", [child], lambda: self._http_ok(url), CONSOLE_READY_SECONDS)
         self.console.print(f"[green]✓[/] console is ready on {self._console_url}")
+
+    def _ensure_admin(self) -> None:
+        """The first console admin when there is no user yet; its password stays in a 0600 file, never printed."""
+        try:
+            self._admin_password_file = ensure_admin(self.settings)
+        except AuthError as exc:
+            raise StackError(f"users: {exc}") from exc
+        if self._admin_password_file is not None:
+            self.console.print(
+                f"[green]✓[/] console user 'admin', password in {self._admin_password_file} (readable by you only)"
+            )
 
     async def _start_toyprod(self) -> None:
         settings = self.settings
@@ -418,6 +433,12 @@ class _Stack:
         else:
             table.add_row("PostgreSQL", mask_url(self._database_url))
         table.add_row("toyprod (demo shop)", f"{self._toyprod_url} (metrics at /metrics)")
+        if self._admin_password_file is not None:
+            table.add_row("Console sign-in", f"user admin, password in {self._admin_password_file}")
+        elif settings.oidc_enabled:
+            table.add_row("Console sign-in", f"OIDC ({settings.oidc_issuer}) and users in {settings.users_path}")
+        else:
+            table.add_row("Console sign-in", f"users in {settings.users_path} (`vigil user list`)")
         chaos = self._chaos_token_file or "VIGIL_CHAOS_TOKEN"
         table.add_row("toyprod chaos", f"vigil chaos <fault> (token: {chaos})")
         if self._monitoring is not None:
