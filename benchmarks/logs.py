@@ -47,12 +47,13 @@ def make_records(n: int, service: str) -> list[LogRecord]:
 
 
 @asynccontextmanager
-async def _database() -> AsyncIterator[str]:
+async def throwaway_database(prefix: str = "vigil-bench-") -> AsyncIterator[str]:
+    """DATABASE_URL when set, else a private embedded PostgreSQL in a temporary folder, removed afterwards."""
     url = os.environ.get("DATABASE_URL")
     if url:
         yield url
         return
-    with tempfile.TemporaryDirectory(prefix="vigil-bench-") as folder:
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
         server = start_embedded_postgres(Path(folder))
         try:
             yield server.url
@@ -68,7 +69,7 @@ async def _timed(run: Callable[[], Awaitable[None]]) -> float:
 
 async def bench(n: int, batch: int, repeats: int) -> dict[str, float]:
     """Median lines/s of each method; the table is emptied of the benchmark's rows between runs."""
-    async with _database() as url:
+    async with throwaway_database() as url:
         await migrate_database(url)
         async with await Store.open(url) as store:
             pool = store._pool  # the baseline uses the same pool, the same connection settings

@@ -79,6 +79,23 @@ if [ ! -x .venv/bin/python ]; then
     fi
 fi
 
+have_browser() {
+    command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1
+}
+
+install_browser() {
+    # Debian `chromium` and `chromium-driver`: the console's browser tests drive a real headless Chromium.
+    have_browser && return 0
+    if [ -n "${VIGIL_SKIP_APT:-}" ] || ! command -v apt-get >/dev/null 2>&1 ||
+        { [ "$(id -u)" -ne 0 ] && ! sudo -n true >/dev/null 2>&1; }; then
+        echo "note: not installing chromium and chromium-driver (no apt, root or sudo); the console's browser" \
+            "tests fail until they are installed" >&2
+        return 0
+    fi
+    echo "installing chromium and chromium-driver (Debian) ..."
+    apt_install --no-install-recommends chromium chromium-driver
+}
+
 normalise_extras() {
     # "dev, x,dev" -> "dev,x": sorted, unique, comma-separated
     printf '%s\n' ${1//,/ } | sed '/^$/d' | sort -u | paste -sd, -
@@ -108,3 +125,4 @@ if [ "$have_hash" != "$hash" ] || [ "$all_extras" != "$have_extras" ]; then
 fi
 
 install_monitoring
+case ",${all_extras}," in *,dev,*) install_browser ;; esac

@@ -1,6 +1,7 @@
-"""The incident console (ui.console, ui.incident): its pure row/link/message functions, the pages in NiceGUI's
-in-process user simulation against real Temporal dev servers (the incident page on an incident diagnosed by the
-production workers), and `python -m vigil console` as a real process."""
+"""The incident console (ui.console, ui.incident): its pure link functions, the Temporal source of the incident
+page against real Temporal dev servers, the routes (an incident id reaches its page), the incident page in NiceGUI's
+in-process user simulation on an incident diagnosed by the production workers, and `python -m vigil console` as a
+real process. The live list and sign-in have their own files (test_console_list.py, test_console_login.py)."""
 
 from __future__ import annotations
 
@@ -20,33 +21,40 @@ from nicegui import ui
 from nicegui.storage import Storage
 from nicegui.testing import user_simulation
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import ApiFactory
+from tests.console_support import add_user, console_settings, services_for, sign_in, simulated_console
 from tests.rca_support import outage_logs
 from tests.support import VENV_BIN, am_alert, eventually, free_port
 from tests.test_incident_flow import detail, open_incident
 from ui.console import (
-    LIST_LIMIT,
     TEMPORAL_ERRORS,
     IncidentSource,
     api_docs_url,
-    console_root,
     enum_options,
     format_utc,
-    incident_row,
-    index_page,
-    listed_message,
     temporal_ui_url,
-    unavailable_message,
 )
-from ui.incident import CONFIDENCE_NOTE, evidence_anchor, percent, source_text, unknown_message
+from ui.context import ConsoleContext
+from ui.incident import (
+    CONFIDENCE_NOTE,
+    chain_text,
+    evidence_anchor,
+    incident_page,
+    percent,
+    source_text,
+    unknown_message,
+)
+from ui.knowledge import refused_doc_message
+from ui.session import SignedInUser
 from vigil.analysis.models import Category
-from vigil.models import IncidentStatus, IncidentSummary, Severity
+from vigil.auth.roles import Role
+from vigil.models import IncidentStatus, Severity
 from vigil.rca.models import RCARootCause, RootCauseAnalysis
 from vigil.settings import Settings
-from vigil.temporal import SEARCH_ATTRIBUTES, SERVICE_ATTR, SEVERITY_ATTR, STATUS_ATTR
+from vigil.store.database import Store
+from vigil.temporal import SEARCH_ATTRIBUTES
 
 STARTED = datetime(2024, 5, 1, 11, 52, 31, 123456, tzinfo=UTC)
 
@@ -64,57 +72,7 @@ def make_settings(**overrides: Any) -> Settings:
     return Settings.model_validate(values)
 
 
-def summary(**overrides: Any) -> IncidentSummary:
-    values: dict[str, Any] = {
-        "incident_id": "incident-checkout-prod-5f1a3c2b9e-0a1b2c3d",
-        "group_id": "incident-checkout-prod-5f1a3c2b9e",
-        "run_id": "run-1",
-        "title": "KubePodCrashLooping on checkout",
-        "group_key": "alertname=KubePodCrashLooping,service=checkout,namespace=prod",
-        "status": IncidentStatus.AWAITING_APPROVAL,
-        "severity": Severity.CRITICAL,
-        "service": "checkout",
-        "category": "crash_loop",
-        "started_at": STARTED,
-        "closed_at": None,
-    }
-    values.update(overrides)
-    return IncidentSummary.model_validate(values)
-
-
 # --- pure functions ----------------------------------------------------------------------------------------
-
-
-def test_row_links_the_embedded_web_ui_and_the_api() -> None:
-    row = incident_row(summary(), make_settings(temporal_namespace="vigil", temporal_ui_port=8299, api_port=8001))
-
-    assert row == {
-        "incident_id": "incident-checkout-prod-5f1a3c2b9e-0a1b2c3d",
-        "title": "KubePodCrashLooping on checkout",
-        "status": "awaiting approval",
-        "severity": "critical",
-        "service": "checkout",
-        "started": "2024-05-01 11:52:31",
-        "console_url": "/incidents/incident-checkout-prod-5f1a3c2b9e-0a1b2c3d",
-        "temporal_url": (
-            "http://127.0.0.1:8299/namespaces/vigil/workflows/incident-checkout-prod-5f1a3c2b9e/run-1/history"
-        ),
-        "api_url": "http://127.0.0.1:8001/api/v1/incidents/incident-checkout-prod-5f1a3c2b9e-0a1b2c3d",
-    }
-
-
-def test_row_of_an_external_temporal_links_only_the_api_and_dashes_what_is_missing() -> None:
-    settings = make_settings(TEMPORAL_ADDRESS="temporal.prod.example:7233")
-    row = incident_row(
-        summary(title=None, status=None, severity=None, service=None, started_at=None, incident_id="incident-a/b"),
-        settings,
-    )
-
-    assert row["temporal_url"] is None
-    assert temporal_ui_url(settings) is None
-    assert row["api_url"] == "http://127.0.0.1:8000/api/v1/incidents/incident-a%2Fb"
-    assert row["console_url"] == "/incidents/incident-a%2Fb"
-    assert [row[key] for key in ("title", "status", "severity", "service", "started")] == ["—"] * 5
 
 
 @pytest.mark.parametrize(
@@ -146,19 +104,6 @@ def test_filter_options_are_the_enum_members_with_readable_labels() -> None:
     assert list(options) == list(IncidentStatus)
     assert options[IncidentStatus.AWAITING_APPROVAL] == "awaiting approval"
     assert enum_options(Severity)[Severity.CRITICAL] == "critical"
-
-
-def test_messages() -> None:
-    assert listed_message(1, STARTED) == "1 incident · updated 2024-05-01 11:52:31 UTC · refreshes every 5 s"
-    assert listed_message(0, STARTED).startswith("0 incidents · ")
-    assert listed_message(LIST_LIMIT, STARTED).startswith(f"newest {LIST_LIMIT} incidents · ")
-
-    down = unavailable_message("127.0.0.1:7233", RuntimeError("Failed client connect"), None)
-    assert down == "Cannot list incidents from Temporal at 127.0.0.1:7233: Failed client connect. Retrying every 5 s."
-    stale = unavailable_message("127.0.0.1:7233", TimeoutError(), STARTED)
-    assert stale.endswith(
-        ": no answer within 5 s. Retrying every 5 s. The table shows the list of 2024-05-01 11:52:31 UTC."
-    )
 
 
 def test_evidence_anchors_are_html_safe_and_distinct() -> None:
@@ -214,22 +159,22 @@ def settings_for(env: WorkflowEnvironment) -> Settings:
     return make_settings(TEMPORAL_ADDRESS=env.client.service_client.config.target_host)
 
 
-async def test_source_lists_with_every_filter_on_real_temporal(empty_temporal: WorkflowEnvironment) -> None:
+async def test_source_says_an_unknown_incident_is_unknown_on_real_temporal(empty_temporal: WorkflowEnvironment) -> None:
     source = IncidentSource(settings_for(empty_temporal))
 
-    assert await source.incidents(status=None, severity=None) == []
-    assert await source.incidents(status=IncidentStatus.OPEN, severity=Severity.CRITICAL) == []
+    assert (await source.incident("incident-nobody-knows")).summary is None
+    assert (await source.incident("not an incident id")).summary is None
 
 
 async def test_source_recovers_once_temporal_comes_up() -> None:
     port = free_port()
     source = IncidentSource(make_settings(TEMPORAL_ADDRESS=f"127.0.0.1:{port}"))
     with pytest.raises(TEMPORAL_ERRORS):
-        await source.incidents(status=None, severity=None)
+        await source.incident("incident-nobody-knows")
 
     env = await start_temporal(port)
     try:
-        assert await source.incidents(status=None, severity=None) == []
+        assert (await source.incident("incident-nobody-knows")).summary is None
     finally:
         await env.shutdown()
 
@@ -241,119 +186,50 @@ def nicegui_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("nicegui_storage")
-async def test_page_shows_an_empty_list_from_real_temporal(empty_temporal: WorkflowEnvironment) -> None:
-    settings = settings_for(empty_temporal)
-    source = IncidentSource(settings)
+async def test_the_incident_route_opens_the_incident_page_of_its_id(
+    empty_temporal: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    settings = console_settings(tmp_path, TEMPORAL_ADDRESS=empty_temporal.client.service_client.config.target_host)
+    password = add_user(settings, "alice", Role.VIEWER)
+    services = services_for(settings, None)
 
-    async with user_simulation(root=lambda: index_page(settings, source)) as user:
-        await user.open("/")
-        await user.should_see("Vigil — incidents")
-        await user.should_see("API docs")
-        await user.should_see("0 incidents · updated", retries=50)
-        table = next(iter(user.find(ui.table).elements))
-        assert table.rows == []
-        assert [column["label"] for column in table.columns] == [
-            "Incident",
-            "Title",
-            "Status",
-            "Severity",
-            "Service",
-            "Started (UTC)",
-        ]
-
-
-@pytest.mark.usefixtures("nicegui_storage")
-async def test_page_lists_and_filters_incidents_from_real_temporal() -> None:
-    env = await start_temporal()
-    try:
-        # Incident workflows as visibility sees them; no worker needed, which is the point of listing from it.
-        for number, (status, severity) in enumerate(
-            [(IncidentStatus.OPEN, Severity.CRITICAL), (IncidentStatus.MONITORING, Severity.WARNING)]
-        ):
-            await env.client.start_workflow(
-                "IncidentWorkflow",
-                id=f"incident-console-{number}",
-                task_queue="console-test-no-worker",
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(STATUS_ATTR, status.value),
-                        SearchAttributePair(SEVERITY_ATTR, severity.value),
-                        SearchAttributePair(SERVICE_ATTR, "checkout"),
-                    ]
-                ),
-                memo={"title": f"Incident {number}"},
-            )
-        settings = settings_for(env)
-        source = IncidentSource(settings)
-        await eventually(lambda: source.incidents(status=None, severity=None), lambda rows: len(rows) == 2)
-
-        async with user_simulation(root=lambda: console_root(settings, source)) as user:
-            await user.open("/")
-            await user.should_see("2 incidents · updated", retries=50)
-            table = next(iter(user.find(ui.table).elements))
-            assert [(row["incident_id"], row["title"], row["status"], row["severity"]) for row in table.rows] == [
-                ("incident-console-1", "Incident 1", "monitoring", "warning"),
-                ("incident-console-0", "Incident 0", "open", "critical"),
-            ]
-
-            status_filter = next(
-                select for select in user.find(ui.select).elements if select.props["label"] == "Status"
-            )
-            status_filter.value = IncidentStatus.OPEN
-            await user.should_see("1 incident · updated", retries=50)
-            assert [row["incident_id"] for row in table.rows] == ["incident-console-0"]
-            assert table.rows[0]["console_url"] == "/incidents/incident-console-0"
-
-            # Its page: what visibility knows, and a clear word that no worker answered the state query.
-            await user.open("/incidents/incident-console-0")
-            await user.should_see("No worker answered the incident's state query", retries=150)
-            await user.should_see("Incident 0")
-            await user.should_see("Status: open")
-            await user.should_see("Severity: critical")
-            await user.should_see("Service: checkout")
-    finally:
-        await env.shutdown()
-
-
-@pytest.mark.usefixtures("nicegui_storage")
-async def test_page_says_so_when_temporal_is_unreachable() -> None:
-    settings = make_settings(TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}")
-    source = IncidentSource(settings)
-
-    async with user_simulation(root=lambda: index_page(settings, source)) as user:
-        await user.open("/")
-        await user.should_see(f"Cannot list incidents from Temporal at {settings.temporal_target}", retries=50)
-        await user.should_see(f"Temporal: {settings.temporal_target}")  # no Web UI link for an external server
-
-
-@pytest.mark.usefixtures("nicegui_storage")
-async def test_incident_page_of_an_unknown_incident_says_so(empty_temporal: WorkflowEnvironment) -> None:
-    settings = settings_for(empty_temporal)
-    source = IncidentSource(settings)
-
-    async with user_simulation(root=lambda: console_root(settings, source)) as user:
-        await user.open("/incidents/incident-nobody-knows")
-        await user.should_see(unknown_message("incident-nobody-knows"), retries=50)
+    async with simulated_console(services) as user:
+        await sign_in(user, "alice", password, path="/incidents/incident-nobody-knows")
+        await user.should_see(unknown_message("incident-nobody-knows"), retries=100)
+        await user.should_see("alice (viewer)")
         await user.should_not_see("500")
-        await user.should_see("All incidents")
 
 
-def session_console(temporal_client: Client) -> tuple[Settings, IncidentSource]:
+@pytest.mark.usefixtures("nicegui_storage")
+async def test_the_knowledge_route_hands_its_query_to_the_page(tmp_path: Path) -> None:
+    settings = console_settings(tmp_path, TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}")
+    password = add_user(settings, "alice", Role.VIEWER)
+    services = services_for(settings, None)
+
+    async with simulated_console(services) as user:
+        await sign_in(user, "alice", password, path="/knowledge?doc=..%2F..%2Fetc%2Fpasswd")
+        await user.should_see(refused_doc_message("../../etc/passwd"), retries=100)
+
+
+RESPONDER = SignedInUser("alice", Role.RESPONDER)
+
+
+def session_console(temporal_client: Client, store: Store) -> ConsoleContext:
     """The console on the session's Temporal server, where the session's production workers run incidents."""
     settings = make_settings(TEMPORAL_ADDRESS=temporal_client.service_client.config.target_host)
-    return settings, IncidentSource(settings)
+    return ConsoleContext(settings=settings, source=IncidentSource(settings), store=store)
 
 
 @pytest.mark.usefixtures("nicegui_storage", "workers")
 async def test_incident_page_says_the_diagnosis_is_pending(
-    api: ApiFactory, temporal_client: Client, unique: str
+    api: ApiFactory, temporal_client: Client, store: Store, unique: str
 ) -> None:
     client = api(debounce_seconds=3600)  # the alert storm is still being collected: no diagnosis for an hour
     incident_id = await open_incident(client, [am_alert(unique, service=f"svc-{unique.lower()}", instance="i1")])
-    settings, source = session_console(temporal_client)
+    context = session_console(temporal_client, store)
 
-    async with user_simulation(root=lambda: console_root(settings, source)) as user:
-        await user.open(f"/incidents/{incident_id}")
+    async with user_simulation(root=lambda: incident_page(context, incident_id, RESPONDER)) as user:
+        await user.open("/")
         await user.should_see("Diagnosis pending", retries=100)
         await user.should_see("Status: open")
         await user.should_see(unique)  # the title names the alert
@@ -396,17 +272,19 @@ async def diagnosed_incident(api: ApiFactory, unique: str) -> tuple[str, RootCau
 
 @pytest.mark.usefixtures("nicegui_storage", "workers")
 async def test_incident_page_shows_the_diagnosis_with_links_to_its_evidence(
-    api: ApiFactory, temporal_client: Client, unique: str
+    api: ApiFactory, temporal_client: Client, store: Store, unique: str
 ) -> None:
     incident_id, rca = await diagnosed_incident(api, unique)
     assert rca.runbooks, "retrieval found no runbook"
     assert any(SCRIPT in item.detail for item in rca.evidence), "the HTML log line is not in the evidence"
-    settings, source = session_console(temporal_client)
+    context = session_console(temporal_client, store)
 
-    async with user_simulation(root=lambda: console_root(settings, source)) as user:
-        await user.open(f"/incidents/{incident_id}")
+    async with user_simulation(root=lambda: incident_page(context, incident_id, RESPONDER)) as user:
+        await user.open("/")
         await user.should_see(rca.root_cause.summary, retries=100)
         await user.should_see(f"Component: {rca.root_cause.component}")
+        assert rca.root_cause.chain, "the diagnosis names no path from the alerting service to the component"
+        await user.should_see(chain_text(rca))
         await user.should_see(f"Confidence {percent(rca.confidence)}")
         await user.should_see(CONFIDENCE_NOTE)
         await user.should_see("Source: deterministic")
@@ -417,7 +295,8 @@ async def test_incident_page_shows_the_diagnosis_with_links_to_its_evidence(
         await user.should_see(rca.runbooks[0].title)
         await user.should_see(rca.runbooks[0].source)
 
-        anchors = {element.props["id"]: element for element in user.find(ui.column).elements if "id" in element.props}
+        targets = {str(element.props["id"]) for element in user.find(ui.element).elements if "id" in element.props}
+        anchors = {target for target in targets if target.startswith("ev-")}  # the evidence items' own
         chips = [link for link in user.find(ui.link).elements if link.props["href"].startswith("#")]
         # Every root-cause citation is a chip linking to its evidence item on the page ...
         for evidence_id in rca.root_cause.evidence:
@@ -425,7 +304,7 @@ async def test_incident_page_shows_the_diagnosis_with_links_to_its_evidence(
             assert any(link.text == evidence_id and link.props["href"] == f"#{anchor}" for link in chips)
             assert anchor in anchors
         # ... and so is every other chip: none points to nothing.
-        assert {link.props["href"][1:] for link in chips} <= set(anchors)
+        assert {link.props["href"][1:] for link in chips} <= targets
         assert len(anchors) == len(rca.evidence)
 
         # The log line with HTML is shown as text, in plain labels; nothing on the page renders HTML or markdown.
@@ -442,7 +321,7 @@ async def test_incident_page_shows_the_diagnosis_with_links_to_its_evidence(
 
 @pytest.fixture
 def console_process(tmp_path: Path, repo_root: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
-    """The console as an operator runs it, against a Temporal address where nothing listens.
+    """The console as an operator runs it, against a Temporal and a PostgreSQL address where nothing listens.
 
     It runs in an empty working directory, so the test can check it writes nothing there.
     """
@@ -456,6 +335,7 @@ def console_process(tmp_path: Path, repo_root: Path) -> Iterator[tuple[subproces
         "VIGIL_CONSOLE_PORT": str(port),
         "VIGIL_STATE_DIR": str(tmp_path / "state"),
         "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+        "DATABASE_URL": f"postgresql://vigil@127.0.0.1:{free_port()}/vigil",
     }
     # NiceGUI takes this variable to mean "inside pytest" and then serves on NICEGUI_SCREEN_TEST_PORT instead.
     env.pop("PYTEST_CURRENT_TEST", None)
@@ -471,7 +351,7 @@ def console_process(tmp_path: Path, repo_root: Path) -> Iterator[tuple[subproces
             process.wait()
 
 
-async def test_console_serves_its_page_while_temporal_is_down_and_stops_cleanly(
+async def test_console_serves_sign_in_while_temporal_and_postgresql_are_down_and_stops_cleanly(
     console_process: tuple[subprocess.Popen[bytes], int, Path], tmp_path: Path
 ) -> None:
     process, port, log = console_process
@@ -486,16 +366,28 @@ async def test_console_serves_its_page_while_temporal_is_down_and_stops_cleanly(
             except httpx.TransportError:
                 return None  # not listening yet
 
-        page = await eventually(index, lambda response: response is not None and response.status_code == 200)
+        page = await eventually(index, lambda response: response is not None and response.status_code == 303)
         assert page is not None
-        assert "Vigil" in page.text
-        incident = await http.get("/incidents/incident-anything")  # routed in the browser: the same page
-        assert incident.status_code == 200
+        assert page.headers["location"] == "/login?next=%2F"
+        cookie = page.headers["set-cookie"].lower()  # the session cookie: signed, not readable by scripts
+        assert "httponly" in cookie
+        assert "samesite=lax" in cookie
+        incident = await http.get("/incidents/incident-anything")
+        assert incident.status_code == 303
+        assert incident.headers["location"] == "/login?next=%2Fincidents%2Fincident-anything"
+        login = await http.get("/login")
+        assert login.status_code == 200
+        assert "Vigil" in login.text
+        metrics = await http.get("/metrics")
+        assert metrics.status_code == 200
+        assert "vigil_console_signins_total" in metrics.text
 
     async def logged() -> str:
         return log.read_text()
 
-    await eventually(logged, lambda text: "Cannot list incidents from Temporal" in text, timeout=15.0)
+    await eventually(logged, lambda text: "cannot connect to Temporal" in text, timeout=15.0)
+    await eventually(logged, lambda text: "PostgreSQL not available" in text, timeout=15.0)
+    assert "postgresql://" not in log.read_text()  # the database URL (it may hold a password) is never logged
 
     process.terminate()
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal so the exit status tells why it stopped.

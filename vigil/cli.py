@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from toyprod.cli import chaos_app, toyprod, traffic
+from vigil.auth.cli import user_app
 from vigil.knowledge.cli import knowledge_app
 from vigil.settings import get_settings
 
@@ -17,6 +18,7 @@ app.add_typer(chaos_app, name="chaos")
 app.command("traffic")(traffic)
 app.command("toyprod")(toyprod)
 app.add_typer(knowledge_app, name="knowledge")
+app.add_typer(user_app, name="user")
 
 
 class WorkerRole(StrEnum):
@@ -155,6 +157,14 @@ def bench_parse(
     raise typer.Exit(main(["--lines", str(lines), "--repeats", str(repeats), "--seed", str(seed)]))
 
 
+@bench.command("loghub")
+def bench_loghub(repeats: int = typer.Option(3, help="Timing runs; speeds are medians.")) -> None:
+    """Public Loghub data: template GA vs drain3 on 16 systems, mining speed, HDFS session P/R/F1 vs PCA."""
+    from benchmarks.loghub import main
+
+    raise typer.Exit(main(["--repeats", str(repeats)]))
+
+
 @app.command()
 def analyze(
     bundles: list[str] = typer.Argument(
@@ -196,11 +206,40 @@ def model_train(
     corpus: str | None = typer.Option(None, "--corpus", help="Labelled JSONL (default: the packaged corpus)."),
     feedback: str | None = typer.Option(None, "--feedback", help="Labelled JSONL of corrections, weighted up."),
     out: str | None = typer.Option(None, "--out", help="Model file to write (default: the packaged model)."),
+    feedback_from_store: bool = typer.Option(
+        False,
+        "--feedback-from-store",
+        help="Also learn from the responders' verdicts stored in PostgreSQL (console feedback): each incident's "
+        "latest verdict with a right category, weighted as --feedback rows.",
+    ),
 ) -> None:
     """Train the classifier; prints held-out accuracy and calibration error (ECE)."""
     from vigil.analysis.classify import run_train
 
-    raise typer.Exit(run_train(corpus, feedback, out))
+    stored: list[dict[str, object]] = []
+    if feedback_from_store:
+        from vigil.feedback_training import load_examples
+
+        examples = load_examples(get_settings())
+        if isinstance(examples, str):
+            typer.echo(f"error: {examples}", err=True)
+            raise typer.Exit(1)
+        stored = examples
+    raise typer.Exit(run_train(corpus, feedback, out, stored_feedback=stored))
+
+
+feedback_app = typer.Typer(no_args_is_help=True, help="Responders' feedback on diagnoses.")
+app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("export")
+def feedback_export(
+    out: Path | None = typer.Option(None, "--out", help="JSONL file to write (default: stdout)."),
+) -> None:
+    """The stored feedback as labelled examples in the `vigil model train --feedback` JSONL format."""
+    from vigil.feedback_training import run_export
+
+    raise typer.Exit(run_export(get_settings(), out))
 
 
 @bench.command("analyze")
@@ -213,6 +252,41 @@ def bench_analyze(
     from benchmarks.analyze import main
 
     raise typer.Exit(main(["--lines", str(lines), "--repeats", str(repeats), "--seed", str(seed)]))
+
+
+@bench.command("console")
+def bench_console(
+    incidents: int = typer.Option(1000, help="Incidents seeded into a throwaway store."),
+    page: int = typer.Option(500, help="Rows of one list page."),
+    repeats: int = typer.Option(7, help="Timing runs; figures are medians."),
+) -> None:
+    """The console's incident list: query and row shaping for a page of hundreds vs plain incident rows."""
+    from benchmarks.console import main
+
+    raise typer.Exit(main(["--incidents", str(incidents), "--page", str(page), "--repeats", str(repeats)]))
+
+
+@bench.command("insights")
+def bench_insights(
+    incidents: int = typer.Option(2000, help="Incidents seeded into a throwaway store."),
+    repeats: int = typer.Option(7, help="Timing runs; figures are medians."),
+) -> None:
+    """The console's Insights reports (grouped SQL) on N incidents vs grouping the raw rows in Python."""
+    from benchmarks.insights import main
+
+    raise typer.Exit(main(["--incidents", str(incidents), "--repeats", str(repeats)]))
+
+
+@bench.command("console-paint")
+def bench_console_paint(
+    incidents: int = typer.Option(1000, help="Incidents seeded into a throwaway store for the timed list."),
+    baseline: int = typer.Option(10, help="Incidents of the baseline list, loaded first in the same run."),
+    repeats: int = typer.Option(5, help="Timed page loads of each list; figures are medians."),
+) -> None:
+    """The console list's time to first paint in headless chromium, 1,000 incidents vs a baseline of 10."""
+    from benchmarks.console_paint import main
+
+    raise typer.Exit(main(["--incidents", str(incidents), "--baseline", str(baseline), "--repeats", str(repeats)]))
 
 
 @bench.command("retrieval")
@@ -247,7 +321,7 @@ def bench_integrations(
     raise typer.Exit(run_cli(IntegrationsParams(repeats=repeats, concurrency=concurrency), out))
 
 
-evaluate = typer.Typer(no_args_is_help=True, help="Evaluations: faults (nothing lost under kills).")
+evaluate = typer.Typer(no_args_is_help=True, help="Evaluations: faults, remediation, chaos (toyprod faults).")
 app.add_typer(evaluate, name="eval")
 
 
@@ -314,6 +388,51 @@ def eval_remediation(
     chaos = settings.chaos_token.get_secret_value() if settings.chaos_token else None
     token = settings.api_token.get_secret_value() if settings.api_token else None
     raise typer.Exit(main(params, api_token=token, chaos_token=resolve_chaos_token(chaos, settings.state_dir)))
+
+
+@evaluate.command("chaos")
+def eval_chaos(
+    api: str = typer.Option("", "--api", help="Vigil API base URL (default: http://VIGIL_API_HOST:VIGIL_API_PORT)."),
+    toyprod_url: str = typer.Option("", "--toyprod", help="toyprod base URL (default: 127.0.0.1:VIGIL_TOYPROD_PORT)."),
+    faults: str = typer.Option("", "--faults", help="Comma-separated toyprod faults, in order (default: all eleven)."),
+    incident_timeout: float = typer.Option(900.0, min=1, help="Seconds from a fault to its first incident."),
+    diagnosis_timeout: float = typer.Option(600.0, min=1, help="Seconds from the incident to its diagnosis."),
+    clear_timeout: float = typer.Option(900.0, min=1, help="Seconds from the reset to its alerts resolved."),
+    settle_timeout: float = typer.Option(900.0, min=1, help="Seconds to wait for no open toyprod incident."),
+    out: Path | None = typer.Option(Path("chaos-report.json"), "--out", help="JSON report, rewritten per fault."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout instead of the table."),
+) -> None:
+    """Against a running stack: every toyprod fault in turn at its defaults, through Prometheus and Alertmanager,
+    reset between faults: alerts, time to incident and to diagnosis, category (and the expected one), component,
+    confidence, and whether the alerts cleared after the reset. Exits 1 unless all are right and cleared."""
+    from eval.chaos import ChaosParams, main, parse_faults
+    from toyprod.config import resolve_chaos_token
+
+    settings = get_settings()
+    try:
+        names = parse_faults(faults)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    params = ChaosParams(
+        api=api or f"http://{settings.api_host}:{settings.api_port}",
+        toyprod=toyprod_url or f"http://127.0.0.1:{settings.toyprod_port}",
+        faults=names,
+        incident_timeout=incident_timeout,
+        diagnosis_timeout=diagnosis_timeout,
+        clear_timeout=clear_timeout,
+        settle_timeout=settle_timeout,
+        out=out,
+    )
+    chaos = settings.chaos_token.get_secret_value() if settings.chaos_token else None
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    code = main(
+        params,
+        api_token=token,
+        chaos_token=resolve_chaos_token(chaos, settings.state_dir),
+        as_json=as_json,
+    )
+    raise typer.Exit(code)
 
 
 @app.command()

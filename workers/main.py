@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 from activities.analysis import analyze_bundle
 from activities.diagnosis import DiagnosisActivities
 from activities.integrations import IntegrationActivities
+from activities.knowledge_search import KnowledgeSearchActivities
 from activities.remediation import RemediationActivities
 from activities.retention import RetentionActivities
 from activities.store import StoreActivities
@@ -37,6 +38,7 @@ from vigil.store.database import Store, database_url
 from vigil.temporal import connect
 from workflows.docqa import DocQAWorkflow
 from workflows.incident import IncidentWorkflow
+from workflows.knowledge_search import KnowledgeSearchWorkflow
 from workflows.probe import StackProbeWorkflow
 from workflows.retention import LogRetentionWorkflow, ensure_retention_schedule
 
@@ -66,7 +68,7 @@ async def build_worker(
     if role == "incidents":
         store = await Store.open(database_url(settings))
         stack.push_async_callback(store.close)
-        workflows = [IncidentWorkflow, StackProbeWorkflow, LogRetentionWorkflow, DocQAWorkflow]
+        workflows = [IncidentWorkflow, StackProbeWorkflow, LogRetentionWorkflow, DocQAWorkflow, KnowledgeSearchWorkflow]
         store_activities = StoreActivities(store)
         activities += [
             store_activities.persist_incident,
@@ -91,6 +93,7 @@ async def build_worker(
             diagnosis.llm_diagnose,
             diagnosis.answer_question,
             diagnosis.index_resolved_incident,
+            KnowledgeSearchActivities(knowledge, store).search_knowledge,
         ]
     elif role == "integrations":
         # An invalid catalogue or policy raises RemediationConfigError (every problem listed): no worker starts.

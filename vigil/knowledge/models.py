@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Collection = Literal["runbooks", "incidents"]
 RUNBOOKS: Collection = "runbooks"
@@ -47,3 +47,20 @@ class ResolvedIncident(BaseModel):
         if self.services:
             lines.append(f"Services: {', '.join(self.services)}")
         return "\n".join(line for line in lines if line.strip())
+
+
+class KnowledgeSearchQuery(BaseModel):
+    """`KnowledgeSearchWorkflow` input: the console's Knowledge search, answered by the ml worker."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=500)
+    k: int = Field(default=5, ge=1, le=20, description="Hits per collection.")
+    collections: list[Collection] = Field(default_factory=lambda: list(COLLECTIONS), min_length=1, max_length=2)
+
+
+class KnowledgeSearchResult(BaseModel):
+    """The hybrid search's hits, best first within each collection (scores of different collections are not
+    comparable). Past incidents carry responders' verdicts on their diagnoses (vigil.feedback)."""
+
+    hits: list[KnowledgeHit]

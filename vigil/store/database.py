@@ -11,8 +11,10 @@ from types import TracebackType
 from typing import Any, Self
 
 import asyncpg
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from vigil.analysis.traces import Span
+from vigil.feedback import DiagnosisFeedback, StoredFeedback
 from vigil.models import (
     AlertRecord,
     DeployEvent,
@@ -141,6 +143,55 @@ def _copy_rows(records: Sequence[LogRecord], received_at: datetime) -> Iterator[
         ).encode()
 
 
+_SPAN_COLUMNS = (
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "service",
+    "name",
+    "kind",
+    "start_ts",
+    "end_ts",
+    "error",
+    "status_message",
+    "attributes",
+    "received_at",
+)
+
+
+def _copy_span_rows(spans: Sequence[Span], received_at: datetime) -> Iterator[bytes]:
+    """COPY text rows of `spans`, `_COPY_CHUNK_ROWS` at a time."""
+    received = received_at.isoformat()
+    for offset in range(0, len(spans), _COPY_CHUNK_ROWS):
+        yield "".join(
+            f"{_copy_field(s.trace_id)}\t{_copy_field(s.span_id)}\t{_copy_field(s.parent_span_id)}\t"
+            f"{_copy_field(s.service)}\t{_copy_field(s.name)}\t{s.kind.value}\t{s.start.isoformat()}\t"
+            f"{s.end.isoformat()}\t{'t' if s.error else 'f'}\t{_copy_field(s.status_message)}\t"
+            f"{_copy_labels(s.attributes)}\t{received}\n"
+            for s in spans[offset : offset + _COPY_CHUNK_ROWS]
+        ).encode()
+
+
+_SPANS_WINDOW = """
+WITH matched AS (
+    SELECT trace_id, count(*) AS n FROM spans
+    WHERE start_ts >= $2 AND start_ts < $3
+      AND ($1::text[] IS NULL OR trace_id IN (
+          SELECT trace_id FROM spans WHERE service = ANY($1::text[]) AND start_ts >= $2 AND start_ts < $3))
+    GROUP BY trace_id
+), picked AS (
+    SELECT trace_id FROM (SELECT trace_id, sum(n) OVER (ORDER BY md5(trace_id), trace_id) AS upto FROM matched) AS r
+    WHERE upto <= $4
+)
+SELECT trace_id, span_id, parent_span_id, service, name, kind, start_ts AS start, end_ts AS "end", error,
+       status_message, attributes
+FROM spans WHERE trace_id IN (SELECT trace_id FROM picked) AND start_ts >= $2 AND start_ts < $3
+ORDER BY start_ts, id
+"""
+"""Whole traces (their spans inside the window) that touch the services, or all traces with NULL. Over the limit,
+a uniform sample of whole traces (by the hash of their id), so the window's start and end are both kept."""
+
+
 _INSERT_DEPLOY = """
 INSERT INTO deploy_events (service, version, commit, author, description, ts, received_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -190,6 +241,15 @@ class ActionRun(BaseModel):
     finished_at: datetime | None
 
 
+_FEEDBACK_COLUMNS = (
+    "id, incident_id, verdict, category, component, note, actor, diagnosed_category, diagnosed_component, "
+    "diagnosis_confidence, at"
+)
+_BEST_DIAGNOSIS = (
+    "SELECT category, confidence, rca FROM incident_diagnoses WHERE incident_id = $1 "
+    "ORDER BY (source = 'llm') DESC, created_at DESC LIMIT 1"
+)
+"""The incident's best diagnosis (as `Store.diagnosis` picks it), as a subquery on parameter $1."""
 ACTION_RUN_RUNNING = "running"
 _RUN_COLUMNS = (
     "key, incident_id, proposal_id, action, params, dry_run, status, output, attempts, started_at, finished_at"
@@ -343,19 +403,50 @@ class Store:
         )
         return [LogRecord.model_validate(dict(r)) for r in records]
 
-    async def delete_logs_before(self, ts: datetime) -> int:
-        """Delete lines older than `ts` in batches, so no single transaction holds millions of row locks."""
+    async def _delete_in_batches(self, delete: str, ts: datetime) -> int:
+        """Run `delete` ($1 = ts, $2 = batch size) until a batch comes back short, so no single transaction holds
+        millions of row locks; returns the rows deleted."""
         deleted = 0
         while True:
-            status = await self._pool.execute(
-                "DELETE FROM log_lines WHERE id IN (SELECT id FROM log_lines WHERE ts < $1 LIMIT $2)",
-                ts,
-                _RETENTION_BATCH,
-            )
+            status = await self._pool.execute(delete, ts, _RETENTION_BATCH)
             count = int(status.split()[-1])
             deleted += count
             if count < _RETENTION_BATCH:
                 return deleted
+
+    async def delete_logs_before(self, ts: datetime) -> int:
+        """Delete lines older than `ts`, in batches."""
+        return await self._delete_in_batches(
+            "DELETE FROM log_lines WHERE id IN (SELECT id FROM log_lines WHERE ts < $1 LIMIT $2)", ts
+        )
+
+    async def insert_spans(self, spans: Sequence[Span], *, received_at: datetime) -> int:
+        """Bulk insert with COPY, as `insert_logs`; returns the rows written."""
+        if not spans:
+            return 0
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for chunk in _copy_span_rows(spans, received_at):
+                yield chunk
+
+        async with self._pool.acquire() as conn:
+            await conn.copy_to_table("spans", source=chunks(), columns=list(_SPAN_COLUMNS), format="text")
+        return len(spans)
+
+    async def spans_window(
+        self, services: Sequence[str] | None, start: datetime, end: datetime, limit: int
+    ) -> list[Span]:
+        """Spans starting in [start, end), oldest first: of every trace that has a span of one of `services` in the
+        window (so the callees outside `services` come along), or of all traces with None. At most `limit`: a
+        sample of whole traces when there are more."""
+        records = await self._pool.fetch(_SPANS_WINDOW, None if services is None else list(services), start, end, limit)
+        return [Span.model_validate(dict(r)) for r in records]
+
+    async def delete_spans_before(self, ts: datetime) -> int:
+        """Delete spans that started before `ts`, in batches."""
+        return await self._delete_in_batches(
+            "DELETE FROM spans WHERE id IN (SELECT id FROM spans WHERE start_ts < $1 LIMIT $2)", ts
+        )
 
     async def insert_deploy(self, event: DeployEvent, *, received_at: datetime) -> tuple[StoredDeployEvent, bool]:
         """Store a deploy event once: a re-sent one (same service, version, commit and ts) returns the stored row.
@@ -480,3 +571,179 @@ class Store:
             incident_id,
         )
         return RootCauseAnalysis.model_validate(row["rca"]) if row else None
+
+    # --- diagnosis feedback (vigil.feedback) and report queries (vigil.insights) ---------------------------
+
+    async def record_feedback(self, feedback: DiagnosisFeedback) -> StoredFeedback:
+        """Store one verdict with the diagnosis it judges (the incident's best stored diagnosis now: the LLM's
+        when there is one), read in the same statement."""
+        row = await self._pool.fetchrow(
+            f"INSERT INTO diagnosis_feedback (incident_id, verdict, category, component, note, actor, "
+            f"diagnosed_category, diagnosed_component, diagnosis_confidence) "
+            f"SELECT $1, $2, $3, $4, $5, $6, d.category, d.rca->'root_cause'->>'component', d.confidence "
+            f"FROM (SELECT 1) AS one LEFT JOIN LATERAL ({_BEST_DIAGNOSIS}) AS d ON true "
+            f"RETURNING {_FEEDBACK_COLUMNS}",
+            feedback.incident_id,
+            feedback.verdict.value,
+            feedback.category.value if feedback.category else None,
+            feedback.component,
+            feedback.note,
+            feedback.actor,
+        )
+        if row is None:  # INSERT ... RETURNING always answers a row
+            raise RuntimeError("feedback was not stored")
+        return StoredFeedback.model_validate(dict(row))
+
+    async def feedback(self, incident_id: str) -> list[StoredFeedback]:
+        """Every verdict on one incident, oldest first."""
+        records = await self._pool.fetch(
+            f"SELECT {_FEEDBACK_COLUMNS} FROM diagnosis_feedback WHERE incident_id = $1 ORDER BY at, id", incident_id
+        )
+        return [StoredFeedback.model_validate(dict(r)) for r in records]
+
+    async def latest_feedback(self, incident_ids: Sequence[str] | None = None) -> dict[str, StoredFeedback]:
+        """The latest verdict of each incident (of the given ones; of all with None)."""
+        records = await self._pool.fetch(
+            f"SELECT DISTINCT ON (incident_id) {_FEEDBACK_COLUMNS} FROM diagnosis_feedback "
+            f"WHERE $1::text[] IS NULL OR incident_id = ANY($1::text[]) ORDER BY incident_id, at DESC, id DESC",
+            None if incident_ids is None else list(incident_ids),
+        )
+        return {r["incident_id"]: StoredFeedback.model_validate(dict(r)) for r in records}
+
+    async def report_rows(self, query: str, *args: object) -> list[dict[str, Any]]:
+        """Rows of one report query (vigil.insights), in a read-only transaction: a report never writes."""
+        async with self._pool.acquire() as conn, conn.transaction(readonly=True):
+            records = await conn.fetch(query, *args)
+        return [dict(r) for r in records]
+
+    async def incidents_opened_since(self, since: datetime, *, limit: int = 5) -> list[IncidentRow]:
+        """Incidents opened at or after `since`, oldest first (the console's Simulate page follows the incident a
+        fault it started opens)."""
+        records = await self._pool.fetch(
+            "SELECT * FROM incidents WHERE opened_at >= $1 ORDER BY opened_at, incident_id LIMIT $2", since, limit
+        )
+        return [IncidentRow.model_validate(dict(r)) for r in records]
+
+    # --- the console's incident list -------------------------------------------------------------------------
+
+    async def incident_list(self, query: IncidentListQuery) -> list[IncidentListRow]:
+        """One page of the incident list, newest change first, narrowed by `query` (all parameters bound)."""
+        records = await self._pool.fetch(
+            _LIST_INCIDENTS,
+            query.status,
+            query.severity,
+            query.service,
+            query.category,
+            query.since,
+            None if query.text is None else f"%{like_escape(query.text)}%",
+            query.limit,
+        )
+        return [IncidentListRow.model_validate(dict(r)) for r in records]
+
+    async def incident_changes(self, cursor: int | None, *, limit: int = 1000) -> IncidentChanges:
+        """The incidents written (row or diagnosis) by transactions at or after `cursor`, and the next cursor.
+
+        The cursor is the oldest transaction still running when the changes were read: every transaction before
+        it had ended, so nothing written before the next call is missed however late it commits (a row may come
+        twice; readers key rows by incident id). `cursor` None: only the cursor, to start from now."""
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            # Repeatable read: both statements see the one snapshot whose xmin becomes the cursor.
+            next_cursor = int(await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text"))
+            if cursor is None:
+                return IncidentChanges(cursor=next_cursor, rows=[], complete=True)
+            records = await conn.fetch(_CHANGED_INCIDENTS, cursor, limit + 1)
+        rows = [IncidentListRow.model_validate(dict(r)) for r in records[:limit]]
+        return IncidentChanges(cursor=next_cursor, rows=rows, complete=len(records) <= limit)
+
+    async def incident_services(self, *, limit: int = 500) -> list[str]:
+        """Services that have incidents, for the list's service filter."""
+        records = await self._pool.fetch(
+            "SELECT DISTINCT service FROM incidents WHERE service IS NOT NULL ORDER BY service LIMIT $1", limit
+        )
+        return [r["service"] for r in records]
+
+
+def like_escape(text: str) -> str:
+    """`text` matched literally by LIKE/ILIKE (whose escape character is the backslash): no wildcards in it."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class IncidentListQuery(BaseModel):
+    """Filters of the incident list; None: any. `text` is found in the title, the incident id or the service."""
+
+    status: str | None = None
+    severity: str | None = None
+    service: str | None = None
+    category: str | None = None
+    since: datetime | None = Field(default=None, description="Only incidents changed at or after this moment.")
+    text: str | None = None
+    limit: int = Field(default=500, gt=0, le=5000)
+
+
+class IncidentListRow(BaseModel):
+    """One incident as the list shows it: its row, the best diagnosis's confidence, alert repeats, who acked."""
+
+    incident_id: str
+    title: str
+    service: str | None
+    severity: str
+    category: str | None = Field(description="The incident's category, else its diagnosis's.")
+    status: str
+    opened_at: datetime
+    updated_at: datetime
+    alert_count: int = Field(description="Firing episodes over all fingerprints.")
+    fingerprint_count: int = Field(description="Distinct alerts.")
+    repeats: int = Field(description="Notifications de-duplicated: they changed nothing.")
+    confidence: float | None
+    acknowledged_by: str | None
+
+
+class IncidentChanges(BaseModel):
+    cursor: int
+    rows: list[IncidentListRow]
+    complete: bool = Field(description="False when more rows changed than were read: re-read the whole list.")
+
+
+_LIST_COLUMNS = """
+SELECT i.incident_id, i.title, i.service, i.severity, COALESCE(i.category, d.category) AS category, i.status,
+       i.opened_at, i.updated_at, i.alert_count, i.fingerprint_count, COALESCE(a.repeats, 0) AS repeats,
+       d.confidence, ack.actor AS acknowledged_by
+FROM incidents i
+LEFT JOIN LATERAL (
+    SELECT category, confidence FROM incident_diagnoses
+    WHERE incident_id = i.incident_id ORDER BY (source = 'llm') DESC, created_at DESC LIMIT 1
+) d ON true
+LEFT JOIN LATERAL (
+    SELECT sum(repeats)::integer AS repeats FROM incident_alerts WHERE incident_id = i.incident_id
+) a ON true
+LEFT JOIN LATERAL (
+    SELECT actor FROM timeline_events
+    WHERE incident_id = i.incident_id AND kind = 'acknowledged' ORDER BY at DESC, seq DESC LIMIT 1
+) ack ON true
+"""
+
+_LIST_INCIDENTS = (
+    _LIST_COLUMNS
+    + """
+WHERE ($1::text IS NULL OR i.status = $1)
+  AND ($2::text IS NULL OR i.severity = $2)
+  AND ($3::text IS NULL OR i.service = $3)
+  AND ($4::text IS NULL OR COALESCE(i.category, d.category) = $4)
+  AND ($5::timestamptz IS NULL OR i.updated_at >= $5)
+  AND ($6::text IS NULL OR i.title ILIKE $6 OR i.incident_id ILIKE $6 OR i.service ILIKE $6)
+ORDER BY i.updated_at DESC, i.incident_id
+LIMIT $7
+"""
+)
+
+_CHANGED_INCIDENTS = (
+    _LIST_COLUMNS
+    + """
+WHERE i.incident_id IN (
+    SELECT incident_id FROM incidents WHERE changed_xid >= $1::xid8
+    UNION SELECT incident_id FROM incident_diagnoses WHERE changed_xid >= $1::xid8
+)
+ORDER BY i.updated_at DESC, i.incident_id
+LIMIT $2
+"""
+)
