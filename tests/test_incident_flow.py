@@ -113,7 +113,11 @@ async def test_resolved_alert_resolves_then_closes_the_incident(
     incident_id = await open_incident(client, [am_alert(unique, service="cart", instance="c1")])
     await wait_status(client, incident_id, IncidentStatus.MONITORING)
     await open_incident(client, [am_alert(unique, service="cart", instance="c1", status="resolved")])
-    closed = await wait_status(client, incident_id, IncidentStatus.CLOSED)
+    # the live status can run ahead of the stored timeline (written in batches): wait for both
+    closed = await eventually(
+        lambda: detail(client, incident_id),
+        lambda d: status_of(d) is IncidentStatus.CLOSED and TimelineKind.CLOSED in [e.kind for e in d.timeline],
+    )
     assert closed.state is not None
     (record,) = closed.state.alerts.values()
     assert record.status.value == "resolved"

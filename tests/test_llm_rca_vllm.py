@@ -31,8 +31,9 @@ from vigil.settings import Settings
 from vigil.store.database import Store
 from workers.main import build_worker
 
-# 1,100 tokens of prompt (instructions and hint take ~400) and 1,500 of answer, inside the server's 4,096.
-LLM_SETTINGS = {"llm_model": "tiny", "llm_context_tokens": 2600, "llm_max_tokens": 1500, "llm_timeout_seconds": 120}
+# Vigil budgets 1,500 tokens of prompt at its conservative 3.5 characters a token: the tiny model's tokenizer
+# (trained on a few sentences) takes ~1.4, so ~3,900 real tokens, plus 1,500 of answer, inside the server's 8,192.
+LLM_SETTINGS = {"llm_model": "tiny", "llm_context_tokens": 3000, "llm_max_tokens": 1500, "llm_timeout_seconds": 120}
 
 
 def llm_settings(base_url: str, **extra: object) -> Settings:

@@ -85,7 +85,7 @@ def build_tiny_llama(directory: Path) -> Path:
         num_hidden_layers=2,
         num_attention_heads=4,  # head_dim 32: the smallest that vLLM's CPU attention takes
         num_key_value_heads=2,
-        max_position_embeddings=4096,
+        max_position_embeddings=8192,
         bos_token_id=bos_id,
         eos_token_id=eos_id,
         pad_token_id=pad_id,

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 # Longest prompt + completion a request may have. The KV cache (VLLM_CPU_KVCACHE_SPACE=1 GiB) holds millions of
 # tokens of the tiny model, so this only bounds a request.
-MAX_MODEL_LEN = 4096
+MAX_MODEL_LEN = 8192
 # Loading vLLM takes about 40 s on two cores; leave room for a loaded CI machine.
 START_TIMEOUT = 300.0
 STOP_TIMEOUT = 30.0
