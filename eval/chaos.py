@@ -45,6 +45,7 @@ from eval.remediation import (
     machine,
     merged_timeline,
     settle,
+    stack_clients,
 )
 from vigil.analysis.models import Category
 from vigil.models import AlertStatus, IncidentDetail, TimelineEvent, TimelineKind
@@ -479,20 +480,9 @@ async def run_eval(
     report = ChaosReport(started_at=datetime.now(UTC), params=params, machine=machine())
     started = time.monotonic()
     ours: set[str] = set()
-    api_headers = {"Authorization": f"Bearer {api_token}"} if api_token else {}
-    async with (
-        httpx.AsyncClient(
-            base_url=params.api, headers=api_headers, timeout=30, transport=transport, trust_env=False
-        ) as api_http,
-        httpx.AsyncClient(
-            base_url=params.toyprod,
-            headers={"Authorization": f"Bearer {chaos_token}"},
-            timeout=30,
-            transport=transport,
-            trust_env=False,
-        ) as toy_http,
-    ):
-        vigil, toy = VigilApi(api_http), Toyprod(toy_http)
+    async with stack_clients(
+        params.api, params.toyprod, api_token=api_token, chaos_token=chaos_token, transport=transport
+    ) as (vigil, toy):
         with console.status("starting") as shown:
             try:
                 for number, name in enumerate(params.faults, start=1):

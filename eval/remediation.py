@@ -31,7 +31,7 @@ import platform
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -422,6 +422,32 @@ class Toyprod:
         return None
 
 
+@contextlib.asynccontextmanager
+async def stack_clients(
+    api: str,
+    toyprod: str,
+    *,
+    api_token: str | None,
+    chaos_token: str | None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> AsyncIterator[tuple[VigilApi, Toyprod]]:
+    """The Vigil API and toyprod's chaos and admin API, each with its own bearer token."""
+    api_headers = {"Authorization": f"Bearer {api_token}"} if api_token else {}
+    async with (
+        httpx.AsyncClient(
+            base_url=api, headers=api_headers, timeout=30, transport=transport, trust_env=False
+        ) as api_http,
+        httpx.AsyncClient(
+            base_url=toyprod,
+            headers={"Authorization": f"Bearer {chaos_token}"},
+            timeout=30,
+            transport=transport,
+            trust_env=False,
+        ) as toy_http,
+    ):
+        yield VigilApi(api_http), Toyprod(toy_http)
+
+
 def _is_open(row: IncidentSummary, *, wait_closed: bool) -> bool:
     if wait_closed:
         return row.status is not IncidentStatus.CLOSED
@@ -793,22 +819,11 @@ async def run_eval(
     )
     print_note(report, console)
     started = time.monotonic()
-    api_headers = {"Authorization": f"Bearer {api_token}"} if api_token else {}
     ours: set[str] = set()
     total = params.repeats * len(params.faults)
-    async with (
-        httpx.AsyncClient(
-            base_url=params.api, headers=api_headers, timeout=30, transport=transport, trust_env=False
-        ) as api_http,
-        httpx.AsyncClient(
-            base_url=params.toyprod,
-            headers={"Authorization": f"Bearer {chaos_token}"},
-            timeout=30,
-            transport=transport,
-            trust_env=False,
-        ) as toy_http,
-    ):
-        vigil, toy = VigilApi(api_http), Toyprod(toy_http)
+    async with stack_clients(
+        params.api, params.toyprod, api_token=api_token, chaos_token=chaos_token, transport=transport
+    ) as (vigil, toy):
         with console.status("starting") as shown:
             try:
                 for repeat in range(1, params.repeats + 1):
