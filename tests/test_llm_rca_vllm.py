@@ -158,7 +158,9 @@ async def test_prompt_injection_in_logs_changes_no_action_or_approval(
     assert rca is not None
     assert rca.source == "llm", [e.message for e in d.state.timeline]
     # The evidence the model read contained the injected line, inside data fences only.
-    assert any("ignore previous instructions" in (i.detail + i.title) for i in rca.evidence)
+    assert any("ignore previous instructions" in (i.detail + i.title) for i in rca.evidence), [
+        (i.id, i.title) for i in rca.evidence
+    ]
     messages, _ = build_messages(rca.evidence, incident=d.state.title, analysis_hint="", budget_tokens=2000)
     fence = fence_marker(rca.evidence)
     assert INJECTION[:30] not in "".join(messages[1]["content"].split(fence)[0::2])

@@ -4,19 +4,21 @@ LLM client's error handling over real HTTP."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from tests.rca_support import INJECTION, RUNBOOK, MisbehavingLLM, outage_bundle
+from tests.rca_support import INJECTION, RUNBOOK, T0, MisbehavingLLM, outage_bundle
 from vigil.analysis.bundle import parse_bundle
 from vigil.analysis.classify import default_classifier
-from vigil.analysis.report import AnalysisReport, analyze
+from vigil.analysis.report import MAX_DEPLOYS, AnalysisReport, analyze
 from vigil.cli import app
 from vigil.rca.confidence import evidence_confidence, llm_confidence
 from vigil.rca.engine import NO_LLM, deterministic_rca, llm_rca
+from vigil.rca.evidence import evidence_items, share_by_kind
 from vigil.rca.llm import LLMError
 from vigil.rca.models import ChatAnswer, LLMAnswer, RootCauseAnalysis
 from vigil.rca.prompt import answer_schema, build_messages, fence_marker
@@ -256,3 +258,39 @@ def test_a_5xx_spike_beside_a_named_cause_counts_half() -> None:
     spike = finding("http-5xx-spike", Category.DEPENDENCY, "high")
     assert detector_support([db, spike]) == {"database": 0.75, "dependency": 0.25}
     assert detector_support([spike]) == {"dependency": 1.0}
+
+
+def test_many_deploys_and_a_tight_limit_leave_every_kind_of_evidence_its_share() -> None:
+    """Thirty unrelated deploys in the lookback and a small item limit or prompt budget: the deploy evidence is the
+    likeliest few, and the log templates (the injected line among them) are still offered to the model."""
+    bundle = outage_bundle(injection=True)
+    bundle["deploys"] = [
+        {"ts": (T0 - timedelta(minutes=m)).isoformat(), "service": f"other-{m}", "version": f"v{m}"}
+        for m in range(1, 31)
+    ]
+    report = analyze(parse_bundle(bundle), classifier=default_classifier())
+    deploys = [e for e in report.evidence if e.kind == "deploy"]
+    assert len(deploys) == MAX_DEPLOYS
+    assert len(report.timeline) >= 30  # every deploy stays on the timeline
+    kinds = {e.kind for e in report.evidence}
+    items = evidence_items(report, [RUNBOOK], [], limit=len(kinds) + 1)
+    assert {i.kind for i in items} == kinds | {"runbook"}
+    every = evidence_items(report, [RUNBOOK], [])
+    messages, kept = build_messages(every, incident="t", analysis_hint="x", budget_tokens=1000)
+    assert len(kept) < len(every)
+    assert {"suspect", "deploy", "log-template", "runbook"} <= {i.kind for i in kept}
+    assert kept == [i for i in every if i in kept]  # in relevance order
+    assert any("ignore previous" in i.title for i in evidence_items(report, limit=len(kinds) * 2))
+    assert fence_marker(every) in messages[1]["content"]
+
+
+def test_share_by_kind_offers_each_kind_in_turn() -> None:
+    items = ["a1", "a2", "a3", "b1", "c1", "c2"]
+    room = [4]
+
+    def counted(_: str) -> bool:
+        room[0] -= 1
+        return room[0] >= 0
+
+    assert share_by_kind(items, lambda s: s[0], counted) == ["a1", "a2", "b1", "c1"]
+    assert share_by_kind(items, lambda s: s[0], lambda s: s != "a1") == ["a2", "a3", "b1", "c1", "c2"]

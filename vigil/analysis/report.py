@@ -93,6 +93,7 @@ _ALERT_LABELS = ("severity", "component", "team", "category", "kind", "type", "r
 DEPLOY_NEAR = timedelta(minutes=30)
 MAX_FINGERPRINTS = 20
 MAX_TEMPLATES = 8
+MAX_DEPLOYS = 5  # deploy evidence beyond the suspects' own: the likeliest, not every deploy of the lookback
 MAX_LOG_ANOMALIES = 8
 MIN_BASELINE = timedelta(minutes=1)
 RESIDUE_FLOOR = 0.05  # the least weight of a finding's features: there, but weighing ~nothing
@@ -440,7 +441,9 @@ def _severity(alerts: Sequence[Any], findings: Sequence[Finding]) -> str:
     return min(levels, key=lambda s: SEVERITY_ORDER.get(s, 9)) if levels else "info"
 
 
-def _evidence(x: Extracted) -> list[Evidence]:
+def _evidence(x: Extracted, cited: set[str]) -> list[Evidence]:
+    """Evidence of the findings, errors, deploys (the likeliest few and those a suspect cites), templates, alerts
+    and anomalies; every deploy stays on the timeline."""
     out: list[Evidence] = []
     for finding in x.findings:
         out.append(
@@ -467,7 +470,7 @@ def _evidence(x: Extracted) -> list[Evidence]:
                 data={"frame": fp.frame, "sample": fp.sample},
             )
         )
-    for d in x.deploys:
+    for d in (d for rank, d in enumerate(x.deploys) if rank < MAX_DEPLOYS or d.id in cited):
         title = f"deploy of {d.service} {d.version or ''} {d.commit or ''}".strip()
         out.append(
             Evidence(
@@ -747,7 +750,8 @@ def analyze(bundle: Bundle, *, classifier: Classifier | None = None, progress: P
         classify(x.features, classifier), {k.value: v for k, v in loc.category_votes.items()}
     )
     progress("classified")
-    evidence = [*suspect_evidence(loc.suspects), *relation_evidence(loc.relations), *_evidence(x)]
+    cited = {evidence_id for suspect in loc.suspects for evidence_id in suspect.evidence}
+    evidence = [*suspect_evidence(loc.suspects), *relation_evidence(loc.relations), *_evidence(x, cited)]
     category = prediction.category
     code_related = _code_related(x, category, loc.suspects[0] if loc.suspects else None)
     markers = [

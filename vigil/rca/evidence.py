@@ -3,12 +3,15 @@
 Items keep the analysis engine's stable ids (`detector:…`, `error:…`, `deploy:…`, `metric:…`, …); runbook
 passages become `runbook:<n>` and past incidents `incident:<id>`, so that actions can cite the runbook they
 follow. Order is relevance: ranked suspects and the relations that name them (`localise`), detector findings, errors,
-deploys, anomalies and metrics, templates, alerts, then knowledge; a token budget cuts from the end.
+deploys, anomalies and metrics, templates, alerts, then knowledge. When a limit (items, prompt tokens) bites, it is
+shared between kinds (`share_by_kind`), so many suspects or deploys never crowd the log templates out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from vigil.analysis.fingerprints import truncate
 from vigil.analysis.models import Evidence
@@ -19,6 +22,7 @@ from vigil.rca.models import EvidenceItem
 MAX_ITEMS = 40
 DETAIL_CHARS = 600
 KNOWLEDGE_CHARS = 900
+T = TypeVar("T")
 _KIND_ORDER = {
     "suspect": 0,
     "relation": 1,
@@ -52,6 +56,23 @@ def _detail(item: Evidence) -> str:
     return truncate(text, DETAIL_CHARS)
 
 
+def share_by_kind(items: Sequence[T], kind_of: Callable[[T], str], fits: Callable[[T], bool]) -> list[T]:
+    """The items `fits` accepts, offered one kind at a time (the first of each kind, then the second of each, …)
+    and returned in their given order. `fits` keeps the limit's state: it accepts an item by counting it in."""
+    queues: dict[str, deque[int]] = {}
+    for index, item in enumerate(items):
+        queues.setdefault(kind_of(item), deque()).append(index)
+    chosen: set[int] = set()
+    while queues:
+        for kind in list(queues):
+            index = queues[kind].popleft()
+            if fits(items[index]):
+                chosen.add(index)
+            if not queues[kind]:
+                del queues[kind]
+    return [item for index, item in enumerate(items) if index in chosen]
+
+
 def knowledge_id(hit: KnowledgeHit, index: int) -> str:
     if hit.collection == "incidents":
         return f"incident:{hit.source}"
@@ -65,8 +86,15 @@ def evidence_items(
     limit: int = MAX_ITEMS,
 ) -> list[EvidenceItem]:
     ordered = sorted(report.evidence, key=lambda e: _KIND_ORDER.get(e.kind, len(_KIND_ORDER)))
-    items = [EvidenceItem(id=e.id, kind=e.kind, title=truncate(e.title, 300), detail=_detail(e)) for e in ordered][
-        : max(limit - len(runbooks) - len(incidents), 0)
+    room = [max(limit - len(runbooks) - len(incidents), 0)]
+
+    def counted(_: Evidence) -> bool:
+        room[0] -= 1
+        return room[0] >= 0
+
+    items = [
+        EvidenceItem(id=e.id, kind=e.kind, title=truncate(e.title, 300), detail=_detail(e))
+        for e in share_by_kind(ordered, lambda e: e.kind, counted)
     ]
     for n, hit in enumerate(runbooks, start=1):
         items.append(

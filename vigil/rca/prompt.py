@@ -1,4 +1,4 @@
-"""The RCA prompt: instructions, then numbered evidence within a token budget.
+"""The RCA prompt: instructions, then numbered evidence within a token budget shared between kinds of evidence.
 
 Log text, alert annotations and documents are untrusted: they go inside a data fence whose marker is derived
 from the content and removed from the content, and the instructions say that nothing inside a fence is an
@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from vigil.rca.evidence import estimate_tokens
+from vigil.rca.evidence import estimate_tokens, share_by_kind
 from vigil.rca.models import EvidenceItem, LLMAnswer
 
 SYSTEM = """You are Vigil's incident analyst. You write a root-cause analysis for an on-call engineer.
@@ -65,18 +65,17 @@ def build_messages(
         "Evidence items (id in brackets):\n"
     )
     tail = "\nWrite the root-cause analysis as JSON."
-    used = estimate_tokens(system) + estimate_tokens(head) + estimate_tokens(tail)
-    blocks: list[str] = []
-    kept: list[EvidenceItem] = []
-    for item in items:
-        block = render_item(item, fence)
-        cost = estimate_tokens(block) + 1
-        if used + cost > budget_tokens:
-            continue
-        used += cost
-        blocks.append(block)
-        kept.append(item)
-    user = head + "\n".join(blocks) + tail
+    used = [estimate_tokens(system) + estimate_tokens(head) + estimate_tokens(tail)]
+
+    def fits(item: EvidenceItem) -> bool:
+        cost = estimate_tokens(render_item(item, fence)) + 1
+        if used[0] + cost > budget_tokens:
+            return False
+        used[0] += cost
+        return True
+
+    kept = share_by_kind(items, lambda i: i.kind, fits)
+    user = head + "\n".join(render_item(item, fence) for item in kept) + tail
     return [{"role": "system", "content": system}, {"role": "user", "content": user}], kept
 
 
