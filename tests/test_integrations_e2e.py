@@ -189,6 +189,11 @@ async def test_alert_to_slack_jira_approval_and_merge(stack: Stack, unique: str)
         )
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{_log(stack)}") from None
+    chain = diagnosed.state.diagnosis.root_cause.chain
+    assert chain, "the diagnosis of this incident has a root-cause chain"
+    shown = json.dumps(message)
+    assert "Root-cause chain" in shown
+    assert all(f"`{hop.component}`" in shown for hop in chain)
     console_link = f"http://console.test/incidents/{incident_id}"
     assert console_link in json.dumps(message)
     assert console_link in json.dumps(ticket)

@@ -13,6 +13,7 @@ import pytest
 
 from tests.fakes.jira_api import FakeJira
 from tests.support import free_port
+from vigil.analysis.models import ChainHop
 from vigil.integrations.base import IntegrationConfigError, IntegrationRejected, IntegrationUnavailable
 from vigil.integrations.jira_tracker import JiraTracker
 from vigil.integrations.models import BriefEvent, IncidentBrief, PullRequestRef, TicketInput, TicketState
@@ -50,6 +51,10 @@ def brief(**overrides: Any) -> IncidentBrief:
         "confidence": 0.82,
         "root_cause": "Connection pool exhausted after deploy v2",
         "component": "checkout-db",
+        "chain": [
+            ChainHop(component="checkout", relation="alert fired", evidence=["alert:HighErrorRate"]),
+            ChainHop(component="checkout-db", relation="pool exhausted [x|http://evil]", evidence=["relation:c->db"]),
+        ],
         "evidence": [EvidenceItem(id="E1", kind="log", title="FATAL: too many connections [see |http://evil]")],
         "runbooks": ["https://runbooks.example/db-pool"],
         "opened_at": OPENED,
@@ -105,6 +110,7 @@ async def test_one_ticket_even_when_the_worker_died_before_answering(jira: FakeJ
     assert "checkout-db" in description
     assert "database (confidence 82%)" in description
     assert "too many connections \\[see \\|http://evil\\]" in description  # log text cannot become a link
+    assert "* *checkout-db*: pool exhausted \\[x\\|http://evil\\] (relation:c->db)" in description
     assert "https://runbooks.example/db-pool" in description
     assert "[Vigil console|http://vigil.example/incidents/incident-checkout-5xx-1]" in description
     assert "http://temporal.example:8233/namespaces/default/workflows/incident-checkout-5xx" in description

@@ -19,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from tests.fakes.slack_api import FakeSlack
 from tests.support import eventually
+from vigil.analysis.models import ChainHop
 from vigil.integrations.base import IntegrationConfigError, IntegrationRejected, IntegrationUnavailable
 from vigil.integrations.models import (
     BriefDecision,
@@ -441,6 +442,7 @@ async def test_untrusted_text_cannot_mention_or_link(slack: FakeSlack, notifier:
         title=f"Alert {HOSTILE}",
         root_cause=f"cause {HOSTILE}",
         component=f"db {HOSTILE}",
+        chain=[ChainHop(component="checkout", relation="alert fired"), ChainHop(component="db", relation=HOSTILE)],
         evidence=[EvidenceItem(id="log:1", kind="log", title=f"ERROR {HOSTILE}")],
         runbooks=["https://runbooks.example/a|<!channel>", "javascript:alert(1)"],
     )
@@ -463,6 +465,29 @@ async def test_untrusted_text_cannot_mention_or_link(slack: FakeSlack, notifier:
     assert "&amp;amp;" in shown
     assert "<https://runbooks.example/a%7C&lt;!channel&gt;|" in shown  # a link, whose label and URL are inert
     assert "`javascript:alert(1)`" in shown  # not a link
+
+
+async def test_the_root_cause_chain_is_shown_hop_by_hop_with_its_evidence(
+    slack: FakeSlack, notifier: SlackNotifier
+) -> None:
+    chain = [
+        ChainHop(component="frontend", relation="alert fired", evidence=["alert:HighErrorRate"]),
+        ChainHop(component="orders", relation="reports refused", evidence=["relation:frontend->orders"]),
+        ChainHop(component="pg-orders-1.db.internal", relation="named by 3 services", evidence=["suspect:pg"]),
+    ]
+    await notifier.sync(NotifyInput(brief=make_brief(root_cause="database refused", chain=chain)))
+    [message] = slack.top_level()
+    [section] = [t for t in texts(message["blocks"]) if t.startswith("*Root-cause chain*")]
+    assert section.splitlines() == [
+        "*Root-cause chain*",
+        "`frontend` alert fired (`alert:HighErrorRate`)",
+        "→ `orders` reports refused (`relation:frontend-&gt;orders`)",
+        "→ `pg-orders-1.db.internal` named by 3 services (`suspect:pg`)",
+    ]
+    await notifier.sync(NotifyInput(brief=make_brief(root_cause="database refused")))
+    first, without_chain = slack.top_level()
+    assert first == message
+    assert not any("Root-cause chain" in t for t in texts(without_chain["blocks"]))
 
 
 async def test_slack_limits_hold_for_huge_incidents(slack: FakeSlack, notifier: SlackNotifier) -> None:

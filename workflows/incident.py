@@ -27,6 +27,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 with workflow.unsafe.imports_passed_through():
     from vigil.alerts import alert_size
     from vigil.integrations.models import (
+        MAX_CHAIN_HOPS,
         AcknowledgeRequest,
         BriefDecision,
         BriefEvent,
@@ -947,6 +948,7 @@ class IncidentWorkflow:
             root_cause=rca.root_cause.summary if rca else None,
             component=rca.root_cause.component if rca else None,
             code_related=rca.code_related if rca else False,
+            chain=rca.root_cause.chain[:MAX_CHAIN_HOPS] if rca else [],
             evidence=evidence,
             runbooks=runbooks[:3],
             firing=state.firing_count,

@@ -15,11 +15,13 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from vigil.analysis.models import ChainHop
 from vigil.rca.models import EvidenceItem
 from vigil.severity import Severity
 
 INCIDENT_LABEL_PREFIX = "vigil-"
 """Jira labels and GitHub issue labels name the incident: `vigil-<incident id>`."""
+MAX_CHAIN_HOPS = 8  # a chain longer than this says little more; the console shows it whole
 
 
 class IntegrationKind(StrEnum):
@@ -64,6 +66,9 @@ class IncidentBrief(BaseModel):
     root_cause: str | None = None
     component: str | None = None
     code_related: bool = False
+    chain: list[ChainHop] = Field(
+        default_factory=list, description="The path from the alerting service to the component, each hop cited."
+    )
     evidence: list[EvidenceItem] = Field(default_factory=list, description="Top evidence the root cause cites.")
     runbooks: list[str] = Field(default_factory=list, description="Runbook URLs or paths, best first.")
     firing: int = 0

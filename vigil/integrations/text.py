@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from typing import Protocol
 from urllib.parse import quote
 
-from vigil.integrations.models import INCIDENT_LABEL_PREFIX, BriefEvent, IncidentBrief
+from vigil.analysis.models import ChainHop
+from vigil.integrations.models import INCIDENT_LABEL_PREFIX, MAX_CHAIN_HOPS, BriefEvent, IncidentBrief
 from vigil.settings import Settings
 
 VIGIL_LABEL = "vigil"
@@ -207,6 +208,16 @@ class Markup(Protocol):
         ...
 
 
+def hop_text(hop: ChainHop, markup: Markup) -> str:
+    """One hop of the root-cause chain: the component, why the path goes through it, and what shows it."""
+    text = markup.strong(markup.text(hop.component, 200))
+    if hop.relation:
+        text += f": {markup.text(hop.relation, 300)}"
+    if hop.evidence:
+        text += f" ({markup.text(', '.join(hop.evidence[:3]), 300)})"
+    return text
+
+
 def link_or_text(value: str, markup: Markup) -> str:
     """A runbook: a link when it is a URL, else literal text."""
     text = clip(value, MAX_URL)
@@ -223,6 +234,9 @@ def incident_description(brief: IncidentBrief, links: IncidentLinks, markup: Mar
     lines += [
         markup.item(f"{markup.strong(label + ':')} {markup.text(value)}") for label, value in incident_facts(brief)
     ]
+    if brief.chain:
+        lines += ["", *markup.heading("Root-cause chain")]
+        lines += [markup.item(hop_text(hop, markup)) for hop in brief.chain[:MAX_CHAIN_HOPS]]
     if brief.evidence:
         lines += ["", *markup.heading("Evidence")]
         lines += [

@@ -23,7 +23,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, StrictInt, StringConstraints, ValidationError
 
-from vigil.integrations.models import BriefEvent, BriefProposal, IncidentBrief, PullRequestRef
+from vigil.analysis.models import ChainHop
+from vigil.integrations.models import MAX_CHAIN_HOPS, BriefEvent, BriefProposal, IncidentBrief, PullRequestRef
 from vigil.integrations.text import IncidentLinks, as_utc, clip, is_finished
 from vigil.severity import Severity
 
@@ -141,6 +142,8 @@ def incident_blocks(brief: IncidentBrief, links: IncidentLinks) -> list[Block]:
         if brief.component:
             text += f"\n*Component:* {code(brief.component)}"
         blocks.append(_section(text))
+    if brief.chain:
+        blocks.append(_section(_chain(brief.chain)))
     if brief.evidence:
         lines = [f"{code(item.id)} {inert(item.title, 300)}" for item in brief.evidence[:MAX_SHOWN]]
         blocks.append(_section(_bullets("*Evidence*", lines)))
@@ -204,6 +207,19 @@ def _within(lines: Sequence[str], limit: int, separator: str = "\n") -> str:
 
 def _bullets(title: str, lines: Sequence[str]) -> str:
     return _within([title, *(f"• {line}" for line in lines)], MAX_SECTION)
+
+
+def _chain(chain: Sequence[ChainHop]) -> str:
+    """The path from the alerting service to the component, one hop a line, each with why and its evidence ids."""
+    lines = []
+    for n, hop in enumerate(chain[:MAX_CHAIN_HOPS]):
+        line = ("→ " if n else "") + code(hop.component)
+        if hop.relation:
+            line += f" {inert(hop.relation, 200)}"
+        if hop.evidence:
+            line += " (" + ", ".join(code(e) for e in hop.evidence[:2]) + ")"
+        lines.append(line)
+    return _within(["*Root-cause chain*", *lines], MAX_SECTION)
 
 
 def _header(brief: IncidentBrief) -> Block:
