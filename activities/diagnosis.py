@@ -78,6 +78,7 @@ def _bundle_alert(record: AlertRecord) -> Alert:
             "startsAt": record.starts_at,
             "endsAt": record.ends_at,
             "fingerprint": record.fingerprint,
+            "generatorURL": record.generator_url,
         }
     )
 

@@ -165,6 +165,17 @@ def bench_loghub(repeats: int = typer.Option(3, help="Timing runs; speeds are me
     raise typer.Exit(main(["--repeats", str(repeats)]))
 
 
+@bench.command("alert-rules")
+def bench_alert_rules(
+    as_json: bool = typer.Option(False, "--json", help="Every outcome as JSON."),
+    misses: bool = typer.Option(False, "--misses", help="List the alerts whose named category was missed."),
+) -> None:
+    """Published alert rules as alert-only incidents: category accuracy, confidence and ECE vs a majority baseline."""
+    from eval.alertcategory.evaluate import main
+
+    raise typer.Exit(main([*(["--json"] if as_json else []), *(["--misses"] if misses else [])]))
+
+
 @app.command()
 def analyze(
     bundles: list[str] = typer.Argument(

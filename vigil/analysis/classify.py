@@ -290,6 +290,15 @@ def with_suspect_votes(prediction: Prediction, votes: Mapping[str, float]) -> Pr
     return Prediction(Category(CATEGORIES[best]), float(pooled[best]), probs, prediction.source, prediction.similarity)
 
 
+def shrunk(prediction: Prediction, keep: float) -> Prediction:
+    """The prediction mixed with the uniform distribution, `keep` of it kept: what evidence that cannot tell
+    categories apart well is worth (an alert's words alone, with nothing observed to back them)."""
+    n = len(CATEGORIES)
+    probs = {c: round(keep * prediction.probabilities.get(c, 0.0) + (1 - keep) / n, 4) for c in CATEGORIES}
+    best = max(CATEGORIES, key=lambda c: probs[c])
+    return Prediction(Category(best), probs[best], probs, prediction.source, prediction.similarity)
+
+
 def classify(features: Features, classifier: Classifier | None = None) -> Prediction:
     model = classifier if classifier is not None else default_classifier()
     return model.predict(features) if model is not None else fallback_classify(features)

@@ -23,6 +23,8 @@ MAX_ITEMS = 40
 DETAIL_CHARS = 600
 KNOWLEDGE_CHARS = 900
 T = TypeVar("T")
+_DETAIL_KEYS: tuple[str, ...] = ("category", "severity", "frame", "minutes_before_onset", "author", "description")
+_DETAIL_KEYS += ("score", "cites", "measures")
 _KIND_ORDER = {
     "suspect": 0,
     "relation": 1,
@@ -44,8 +46,7 @@ def _detail(item: Evidence) -> str:
         parts.append(f"first_seen={item.first_seen.isoformat()}")
     if item.services:
         parts.append("services=" + ",".join(item.services[:5]))
-    keys = ("category", "severity", "frame", "minutes_before_onset", "author", "description", "score", "cites")
-    for key in keys:
+    for key in _DETAIL_KEYS:
         value = item.data.get(key)
         if value not in (None, "", []):
             parts.append(f"{key}={value}")
