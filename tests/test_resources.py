@@ -91,3 +91,13 @@ def test_published_rules_evaluation_reports_both_parts() -> None:
         assert part["mean_confidence_symptoms"] < part["mean_confidence_named"]
         assert part["confident_on_symptoms"] <= 0.1
     assert json.loads(json.dumps(figures)) == figures
+
+
+def test_a_host_the_rule_names_is_a_suspect_named_by_the_rule_not_by_errors() -> None:
+    expr = "node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes < 0.1"
+    bundle = {"alerts": [alert("HostOutOfMemory", expr, instance="10.0.3.7:9100", job="node")]}
+    report = analyze(parse_bundle(bundle), classifier=default_classifier())
+    assert report.category is Category.MEMORY
+    assert report.suspects[0].component == "10.0.3.7"
+    assert "named by the alert rule of node" in report.suspects[0].reasons
+    assert not any("errors" in reason for reason in report.suspects[0].reasons)

@@ -145,6 +145,11 @@ _CLASS_CATEGORY = {
 # Series that every failure moves (latency, errors, request rates): symptoms, half weight in a suspect's score.
 _SYMPTOM_SERIES = re.compile(r"latenc|duration|_seconds|request|http|grpc|error|5xx|status|response|rt$|p9\d|qps|rps")
 _SERIES_SERVICE_KEYS = ("service", "job", "app", "container", "deployment", "workload", "service_name", "pod")
+_NAMED_BY = {
+    "alert": "named by the alert rule of {}",
+    "runs-on": "where {} fail",
+    "trace": "failing or slow in the calls of {}",
+}
 
 
 @dataclass
@@ -866,9 +871,7 @@ def _score(
         reasons: list[str] = []
         reported = [r for name, r in c.reporters.items() if name != c.component]
         score = blame.get(c.component, 0.0)
-        if reported:
-            names = ", ".join(sorted({r.reporter for r in reported})[:4])
-            reasons.append(f"named by the errors of {names}")
+        reasons += _named_by(reported)
         if c.own_total and c.own_naming / c.own_total >= 0.5 and outgoing.get(c.component):
             targets = ", ".join(dict.fromkeys(r.component for r in outgoing[c.component][:3]))
             reasons.append(f"its own errors name {targets}")
@@ -1023,6 +1026,15 @@ def trace_relations(
             )
             found[(caller, callee)] = (rel, blamed if last else None)
     return list(found.values())
+
+
+def _named_by(reported: Sequence[Relation]) -> list[str]:
+    """Who names a suspect, said as what they are: errors in logs, an alert's rule, spans, services on a node."""
+    wordings: dict[str, set[str]] = defaultdict(set)
+    for rel in reported:
+        key = "trace" if rel.source == "trace" else rel.error_class
+        wordings[_NAMED_BY.get(key, "named by the errors of {}")].add(rel.reporter)
+    return [wording.format(", ".join(sorted(names)[:4])) for wording, names in wordings.items()]
 
 
 def _says(rel: Relation, target: str = "it") -> str:
