@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 from rich.console import Console
+from typer.testing import CliRunner
 
 from eval.chaos import (
     EXPECTED,
@@ -34,6 +35,7 @@ from eval.chaos import (
 from toyprod import chaos_api
 from toyprod import cli as toyprod_cli
 from vigil.analysis.models import Category
+from vigil.cli import app
 from vigil.models import (
     AlertRecord,
     AlertSource,
@@ -309,3 +311,12 @@ def test_incidents_that_open_late_join_the_list_but_not_the_answer() -> None:
     assert (result.incident_id, result.category, result.t_incident) == ("a", "deployment", 120.0)
     assert result.alerts == ["Alerta", "Alertb"]
     assert [i.incident_id for i in result.incidents] == ["a", "b"]
+
+
+@pytest.mark.parametrize("command", ["chaos", "remediation"])
+def test_an_unknown_fault_is_refused_before_any_stack_is_reached(command: str) -> None:
+    result = CliRunner().invoke(
+        app, ["eval", command, "--faults", "bad-deploy,no-such-fault", "--api", "http://127.0.0.1:9"]
+    )
+    assert result.exit_code == 2
+    assert "unknown fault(s) no-such-fault" in result.output

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
@@ -351,6 +353,36 @@ def eval_faults(
     raise typer.Exit(main(FaultParams(groups=groups, alerts_per_group=alerts, concurrency=concurrency, seed=seed)))
 
 
+@dataclass(frozen=True)
+class _StackTarget:
+    api: str
+    toyprod: str
+    faults: list[str]
+    api_token: str | None
+    chaos_token: str | None
+
+
+def _stack_target(api: str, toyprod_url: str, faults: str, parse: Callable[[str], list[str]]) -> _StackTarget:
+    """The running stack an evaluation drives: its URLs (defaults from the settings), the faults asked for (exit 2
+    naming the unknown ones) and the API and chaos tokens."""
+    from toyprod.config import resolve_chaos_token
+
+    settings = get_settings()
+    try:
+        names = parse(faults)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    chaos = settings.chaos_token.get_secret_value() if settings.chaos_token else None
+    return _StackTarget(
+        api=api or f"http://{settings.api_host}:{settings.api_port}",
+        toyprod=toyprod_url or f"http://127.0.0.1:{settings.toyprod_port}",
+        faults=names,
+        api_token=settings.api_token.get_secret_value() if settings.api_token else None,
+        chaos_token=resolve_chaos_token(chaos, settings.state_dir),
+    )
+
+
 @evaluate.command("remediation")
 def eval_remediation(
     api: str = typer.Option("", "--api", help="Vigil API base URL (default: http://VIGIL_API_HOST:VIGIL_API_PORT)."),
@@ -378,27 +410,19 @@ def eval_remediation(
     detection, diagnosis, proposal, approval wait, action, verification and resolution (medians of the repeats).
     Exits 1 unless every run resolved through a verified run of the expected action."""
     from eval.remediation import RemediationParams, main, parse_faults
-    from toyprod.config import resolve_chaos_token
 
-    settings = get_settings()
-    try:
-        names = parse_faults(faults)
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    target = _stack_target(api, toyprod_url, faults, parse_faults)
     params = RemediationParams(
-        api=api or f"http://{settings.api_host}:{settings.api_port}",
-        toyprod=toyprod_url or f"http://127.0.0.1:{settings.toyprod_port}",
-        faults=names,
+        api=target.api,
+        toyprod=target.toyprod,
+        faults=target.faults,
         repeats=repeats,
         approve=approve,
         timeout=timeout,
         wait_closed=wait_closed,
         out=out,
     )
-    chaos = settings.chaos_token.get_secret_value() if settings.chaos_token else None
-    token = settings.api_token.get_secret_value() if settings.api_token else None
-    raise typer.Exit(main(params, api_token=token, chaos_token=resolve_chaos_token(chaos, settings.state_dir)))
+    raise typer.Exit(main(params, api_token=target.api_token, chaos_token=target.chaos_token))
 
 
 @evaluate.command("chaos")
@@ -417,32 +441,19 @@ def eval_chaos(
     reset between faults: alerts, time to incident and to diagnosis, category (and the expected one), component,
     confidence, and whether the alerts cleared after the reset. Exits 1 unless all are right and cleared."""
     from eval.chaos import ChaosParams, main, parse_faults
-    from toyprod.config import resolve_chaos_token
 
-    settings = get_settings()
-    try:
-        names = parse_faults(faults)
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    target = _stack_target(api, toyprod_url, faults, parse_faults)
     params = ChaosParams(
-        api=api or f"http://{settings.api_host}:{settings.api_port}",
-        toyprod=toyprod_url or f"http://127.0.0.1:{settings.toyprod_port}",
-        faults=names,
+        api=target.api,
+        toyprod=target.toyprod,
+        faults=target.faults,
         incident_timeout=incident_timeout,
         diagnosis_timeout=diagnosis_timeout,
         clear_timeout=clear_timeout,
         settle_timeout=settle_timeout,
         out=out,
     )
-    chaos = settings.chaos_token.get_secret_value() if settings.chaos_token else None
-    token = settings.api_token.get_secret_value() if settings.api_token else None
-    code = main(
-        params,
-        api_token=token,
-        chaos_token=resolve_chaos_token(chaos, settings.state_dir),
-        as_json=as_json,
-    )
+    code = main(params, api_token=target.api_token, chaos_token=target.chaos_token, as_json=as_json)
     raise typer.Exit(code)
 
 
