@@ -73,8 +73,9 @@ def test_an_alert_alone_is_a_hypothesis_and_a_symptom_alone_says_little() -> Non
     assert 0.35 <= memory.confidence <= 0.7
     [evidence] = [e for e in memory.evidence if e.kind == "alert"]
     assert evidence.data["measures"] == "memory"
-    symptom = analyze(parse_bundle({"alerts": [alert("HighErrorRate")]}), classifier=default_classifier())
-    assert symptom.confidence < 0.3
+    for name in ("HighErrorRate", "HighLatency", "KubePodCrashLooping"):
+        symptom = analyze(parse_bundle({"alerts": [alert(name)]}), classifier=default_classifier())
+        assert symptom.confidence < 0.35, name
     resolved = alert("HostOutOfMemory")
     resolved["status"] = "resolved"
     gone = analyze(parse_bundle({"alerts": [resolved]}), classifier=default_classifier())
