@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from tests.support import am_alert, am_webhook
-from tests.vigil_up import VigilUp, person_env, poll, wait_until
+from tests.vigil_up import VigilUp, poll, start_vigil_up, wait_until
 
 pytestmark = pytest.mark.timeout(600)
 URL = re.compile(r"https?://[^\s│]+")
@@ -26,13 +26,12 @@ LOOPBACK = {"127.0.0.1", "::1"}
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VigilUp]:
-    home = tmp_path_factory.mktemp("vigil-up")
-    env = person_env(home)
-    env["VIGIL_TOYPROD_TRAFFIC_RPS"] = "1"
-    env["VIGIL_RUNBOOKS_DIR"] = str(Path(__file__).parent / "fixtures" / "runbooks")  # a few: fast first index
-    run = VigilUp(env, cwd=home)
+    def configure(env: dict[str, str]) -> None:
+        env["VIGIL_TOYPROD_TRAFFIC_RPS"] = "1"
+        env["VIGIL_RUNBOOKS_DIR"] = str(Path(__file__).parent / "fixtures" / "runbooks")  # a few: fast first index
+
+    run = start_vigil_up(tmp_path_factory.mktemp("vigil-up"), configure)
     try:
-        run.wait_up(timeout=300)
         yield run
     finally:
         run.kill()

@@ -167,3 +167,30 @@ class VigilUp:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+PORT_TAKEN = "address already in use"
+
+
+def start_vigil_up(home: Path, configure: Callable[[dict[str, str]], None], timeout: float = 300) -> VigilUp:
+    """`vigil up` in `home` with `person_env` as `configure` leaves it, waited for. Ports are picked free before the
+    children bind them, and another process can take one in between: only then is it started once more, on new
+    ports (the same state dir); any other failure fails."""
+
+    def started() -> VigilUp:
+        env = person_env(home)
+        configure(env)
+        run = VigilUp(env, cwd=home)
+        try:
+            run.wait_up(timeout)
+        except AssertionError:
+            run.kill()
+            raise
+        return run
+
+    try:
+        return started()
+    except AssertionError as exc:
+        if PORT_TAKEN not in str(exc):
+            raise
+        return started()
