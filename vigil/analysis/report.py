@@ -432,7 +432,7 @@ def _severity(alerts: Sequence[Any], findings: Sequence[Finding]) -> str:
     return min(levels, key=lambda s: SEVERITY_ORDER.get(s, 9)) if levels else "info"
 
 
-def _evidence(x: Extracted, cited: set[str]) -> list[Evidence]:
+def _evidence(x: Extracted, cited: set[str], measures: dict[str, Category | None]) -> list[Evidence]:
     """Evidence of the findings, errors, deploys (the likeliest few and those a suspect cites), templates, alerts
     and anomalies; every deploy stays on the timeline."""
     out: list[Evidence] = []
@@ -497,7 +497,7 @@ def _evidence(x: Extracted, cited: set[str]) -> list[Evidence]:
             continue
         seen.add(aid)
         summary = alert.annotations.get("summary") or alert.annotations.get("description") or alert.name
-        measured = rule_category(alert)
+        measured = measures[alert.name]
         out.append(
             Evidence(
                 id=aid,
@@ -734,10 +734,13 @@ def _alert_ids(bundle: Bundle) -> dict[str, list[str]]:
     return out
 
 
-def _rule_categories(bundle: Bundle) -> list[Category]:
-    """What the firing alerts' rules measure, one vote per alert name: the rule's author named the resource."""
-    rules = {alert.name: alert for alert in bundle.alerts if (alert.status or "firing") == "firing"}
-    return [c for alert in rules.values() if (c := rule_category(alert)) is not None]
+def _rule_measures(bundle: Bundle) -> dict[str, Category | None]:
+    """Alert name -> the resource its rule measures (read from the first alert of that name)."""
+    measures: dict[str, Category | None] = {}
+    for alert in bundle.alerts:
+        if alert.name not in measures:
+            measures[alert.name] = rule_category(alert)
+    return measures
 
 
 def analyze(bundle: Bundle, *, classifier: Classifier | None = None, progress: Progress = _noop) -> AnalysisReport:
@@ -745,7 +748,10 @@ def analyze(bundle: Bundle, *, classifier: Classifier | None = None, progress: P
     deploy_ids = deploy_evidence_ids(bundle.deploys)
     loc = localise(x, alert_ids=_alert_ids(bundle), deploy_ids=dict(enumerate(deploy_ids)))
     votes = {k.value: v for k, v in loc.category_votes.items()}
-    for category in _rule_categories(bundle):
+    measures = _rule_measures(bundle)
+    firing = {alert.name for alert in bundle.alerts if (alert.status or "firing") == "firing"}
+    # One vote per firing alert name: the rule's author named the resource.
+    for category in (c for name in firing if (c := measures[name]) is not None):
         votes[category.value] = votes.get(category.value, 0.0) + RULE_VOTE
     prediction = classify(x.features, classifier)
     if not (bundle.logs or bundle.metrics or bundle.traces or bundle.deploys):
@@ -753,7 +759,7 @@ def analyze(bundle: Bundle, *, classifier: Classifier | None = None, progress: P
     prediction = with_suspect_votes(prediction, votes)
     progress("classified")
     cited = {evidence_id for suspect in loc.suspects for evidence_id in suspect.evidence}
-    evidence = [*suspect_evidence(loc.suspects), *relation_evidence(loc.relations), *_evidence(x, cited)]
+    evidence = [*suspect_evidence(loc.suspects), *relation_evidence(loc.relations), *_evidence(x, cited, measures)]
     category = prediction.category
     code_related = _code_related(x, category, loc.suspects[0] if loc.suspects else None)
     markers = [

@@ -21,7 +21,7 @@ from vigil.severity import Severity
 
 INCIDENT_LABEL_PREFIX = "vigil-"
 """Jira labels and GitHub issue labels name the incident: `vigil-<incident id>`."""
-MAX_CHAIN_HOPS = 8  # a chain longer than this says little more; the console shows it whole
+MAX_CHAIN_HOPS = 8  # hops a brief carries (the workflow cuts there); the console shows the chain whole
 
 
 class IntegrationKind(StrEnum):

@@ -19,7 +19,7 @@ from typing import Protocol
 from urllib.parse import quote
 
 from vigil.analysis.models import ChainHop
-from vigil.integrations.models import INCIDENT_LABEL_PREFIX, MAX_CHAIN_HOPS, BriefEvent, IncidentBrief
+from vigil.integrations.models import INCIDENT_LABEL_PREFIX, BriefEvent, IncidentBrief
 from vigil.settings import Settings
 
 VIGIL_LABEL = "vigil"
@@ -236,7 +236,7 @@ def incident_description(brief: IncidentBrief, links: IncidentLinks, markup: Mar
     ]
     if brief.chain:
         lines += ["", *markup.heading("Root-cause chain")]
-        lines += [markup.item(hop_text(hop, markup)) for hop in brief.chain[:MAX_CHAIN_HOPS]]
+        lines += [markup.item(hop_text(hop, markup)) for hop in brief.chain]
     if brief.evidence:
         lines += ["", *markup.heading("Evidence")]
         lines += [

@@ -23,8 +23,17 @@ MAX_ITEMS = 40
 DETAIL_CHARS = 600
 KNOWLEDGE_CHARS = 900
 T = TypeVar("T")
-_DETAIL_KEYS: tuple[str, ...] = ("category", "severity", "frame", "minutes_before_onset", "author", "description")
-_DETAIL_KEYS += ("score", "cites", "measures")
+_DETAIL_KEYS = (
+    "category",
+    "severity",
+    "frame",
+    "minutes_before_onset",
+    "author",
+    "description",
+    "score",
+    "cites",
+    "measures",
+)
 _KIND_ORDER = {
     "suspect": 0,
     "relation": 1,

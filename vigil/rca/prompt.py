@@ -66,16 +66,19 @@ def build_messages(
     )
     tail = "\nWrite the root-cause analysis as JSON."
     used = [estimate_tokens(system) + estimate_tokens(head) + estimate_tokens(tail)]
+    blocks: dict[int, str] = {}  # id() of each kept item -> its rendered block
 
     def fits(item: EvidenceItem) -> bool:
-        cost = estimate_tokens(render_item(item, fence)) + 1
+        block = render_item(item, fence)
+        cost = estimate_tokens(block) + 1
         if used[0] + cost > budget_tokens:
             return False
         used[0] += cost
+        blocks[id(item)] = block
         return True
 
     kept = share_by_kind(items, lambda i: i.kind, fits)
-    user = head + "\n".join(render_item(item, fence) for item in kept) + tail
+    user = head + "\n".join(blocks[id(item)] for item in kept) + tail
     return [{"role": "system", "content": system}, {"role": "user", "content": user}], kept
 
 

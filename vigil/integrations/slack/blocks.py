@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, StrictInt, StringConstraints, ValidationError
 
 from vigil.analysis.models import ChainHop
-from vigil.integrations.models import MAX_CHAIN_HOPS, BriefEvent, BriefProposal, IncidentBrief, PullRequestRef
+from vigil.integrations.models import BriefEvent, BriefProposal, IncidentBrief, PullRequestRef
 from vigil.integrations.text import IncidentLinks, as_utc, clip, is_finished
 from vigil.severity import Severity
 
@@ -212,7 +212,7 @@ def _bullets(title: str, lines: Sequence[str]) -> str:
 def _chain(chain: Sequence[ChainHop]) -> str:
     """The path from the alerting service to the component, one hop a line, each with why and its evidence ids."""
     lines = []
-    for n, hop in enumerate(chain[:MAX_CHAIN_HOPS]):
+    for n, hop in enumerate(chain):
         line = ("→ " if n else "") + code(hop.component)
         if hop.relation:
             line += f" {inert(hop.relation, 200)}"
